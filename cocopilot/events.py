@@ -1,0 +1,49 @@
+"""Event envelope and types. Events are facts, published once to the JetStream stream."""
+
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from cocopilot.timeutil import now_iso
+
+
+class EventType(StrEnum):
+    WORKER_CREATED = "worker.created"
+    WORKER_UPDATED = "worker.updated"
+    WORKER_COMPLETED = "worker.completed"
+    WORKER_FAILED = "worker.failed"
+    WORKER_REMOVED = "worker.removed"
+    PR_CREATED = "pr.created"
+    PR_MERGED = "pr.merged"
+    CI_FAILED = "ci.failed"
+    # Internal: not offered to webhooks.
+    CI_PASSED = "ci.passed"
+    REPOSITORY_ADDED = "repository.added"
+    REPOSITORY_REMOVED = "repository.removed"
+
+
+PUBLIC_EVENT_TYPES: tuple[str, ...] = (
+    EventType.WORKER_CREATED,
+    EventType.WORKER_UPDATED,
+    EventType.WORKER_COMPLETED,
+    EventType.WORKER_FAILED,
+    EventType.WORKER_REMOVED,
+    EventType.PR_CREATED,
+    EventType.PR_MERGED,
+    EventType.CI_FAILED,
+)
+
+
+class Event(BaseModel):
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    type: EventType
+    time: str = Field(default_factory=now_iso)
+    repo_name: str | None = Field(default=None, alias="repoName")
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    model_config = {"populate_by_name": True}
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
