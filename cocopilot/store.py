@@ -1,0 +1,58 @@
+"""Reading the records that the services keep in Redis. Each record has one writer: repositories
+and workers are written by the workers service, webhooks by the webhooks service.
+
+Every client is made with ``decode_responses=True``, so Redis returns ``str``, not ``bytes``."""
+
+from redis.asyncio import Redis
+
+from cocopilot import keys
+from cocopilot.errors import NotFound
+from cocopilot.models import Repository, Webhook, Worker
+
+
+async def find_worker(redis: Redis, name: str) -> Worker | None:
+    raw = await redis.get(keys.worker(name))
+    return Worker.model_validate_json(raw) if raw else None
+
+
+async def get_worker(redis: Redis, name: str) -> Worker:
+    worker = await find_worker(redis, name)
+    if worker is None:
+        raise NotFound(f'Worker "{name}" not found')
+    return worker
+
+
+async def list_workers(redis: Redis, repo_name: str | None = None) -> list[Worker]:
+    index = keys.WORKERS if repo_name is None else keys.repository_workers(repo_name)
+    names = sorted(str(name) for name in await redis.smembers(index))
+    if not names:
+        return []
+    records = await redis.mget([keys.worker(name) for name in names])
+    workers = [Worker.model_validate_json(raw) for raw in records if raw]
+    return sorted(workers, key=lambda worker: (worker.created_at, worker.name))
+
+
+async def find_repository(redis: Redis, name: str) -> Repository | None:
+    raw = await redis.get(keys.repository(name))
+    return Repository.model_validate_json(raw) if raw else None
+
+
+async def get_repository(redis: Redis, name: str) -> Repository:
+    repository = await find_repository(redis, name)
+    if repository is None:
+        raise NotFound(f'Repository "{name}" not found')
+    return repository
+
+
+async def list_repositories(redis: Redis) -> list[Repository]:
+    names = sorted(str(name) for name in await redis.smembers(keys.REPOSITORIES))
+    if not names:
+        return []
+    records = await redis.mget([keys.repository(name) for name in names])
+    return [Repository.model_validate_json(raw) for raw in records if raw]
+
+
+async def list_webhooks(redis: Redis) -> list[Webhook]:
+    records = await redis.hvals(keys.WEBHOOKS)
+    webhooks = [Webhook.model_validate_json(raw) for raw in records]
+    return sorted(webhooks, key=lambda webhook: (webhook.created_at, webhook.id))
