@@ -46,3 +46,61 @@ def metrics(name: str) -> str:
 
 def processed_event(consumer: str, event_id: str) -> str:
     return f"{PREFIX}:processed:{consumer}:{event_id}"
+
+
+def repository_lock(name: str) -> str:
+    return f"{PREFIX}:repository:{name}:lock"  # held while the repository is cloned
+
+
+# Metrics aggregates, kept per scope: "all", or "repository:<name>" for one repository.
+METRICS_SCOPES = metrics("scopes")  # set of the scopes that have aggregates
+METRICS_EVENT_COUNTS = metrics("event-counts")  # hash: event type -> events seen
+
+
+def metrics_throughput(scope: str) -> str:
+    return metrics(f"{scope}:throughput")  # hash: "YYYY-MM-DDTHH:00" -> worker.completed count
+
+
+def metrics_ci_results(scope: str) -> str:
+    return metrics(f"{scope}:ci-results")  # hash: "pass" or "fail" -> CI results
+
+
+def metrics_tasks_by_model(scope: str) -> str:
+    return metrics(f"{scope}:tasks-by-model")  # hash: model -> worker.created count
+
+
+def metrics_tokens_by_model(scope: str, direction: str) -> str:
+    return metrics(f"{scope}:{direction}-tokens-by-model")  # direction: "input" or "output"
+
+
+def metrics_pr_cycle(scope: str) -> str:
+    return metrics(f"{scope}:pr-cycle")  # hash: "YYYY-MM-DD:count" and "YYYY-MM-DD:ms"
+
+
+def metrics_pull_request(repo_name: str, number: int) -> str:
+    return metrics(f"pull-request:{repo_name}:{number}")  # hash: creation and merge times
+
+
+# Activity log: entries by event id, and sorted sets of event ids scored by event time in ms.
+ACTIVITY_ENTRIES = f"{PREFIX}:activity:entries"  # hash: event id -> JSON of the entry
+ACTIVITY = f"{PREFIX}:activity:all"
+
+
+def activity_by_type(event_type: str) -> str:
+    return f"{PREFIX}:activity:type:{event_type}"
+
+
+def activity_by_repository(repo_name: str) -> str:
+    return f"{PREFIX}:activity:repository:{repo_name}"
+
+
+def activity_by_repository_type(repo_name: str, event_type: str) -> str:
+    return f"{PREFIX}:activity:repository:{repo_name}:type:{event_type}"
+
+
+def activity_by_worker(worker_name: str) -> str:
+    return f"{PREFIX}:activity:worker:{worker_name}"
+
+
+# Written by the webhooks service, read by the api's /metrics: outcome -> deliveries (HINCRBY).
+WEBHOOK_DELIVERY_OUTCOMES = f"{PREFIX}:webhooks:delivery-outcomes"

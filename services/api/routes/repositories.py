@@ -5,9 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response, status
 
 from cocopilot import store, subjects
+from cocopilot.commands import AddRepository
 from cocopilot.models import RepositoryView, WorkerView
 from services.api.errors import error_responses
-from services.api.schemas import AddRepository
 from services.api.state import ApiState, get_state
 
 router = APIRouter(tags=["repositories"])

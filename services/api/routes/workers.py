@@ -5,10 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response, status
 
 from cocopilot import store, subjects
+from cocopilot.commands import SpawnWorker, WorkerSpec
 from cocopilot.errors import NotFound, ServiceUnavailable
 from cocopilot.models import WorkerView
 from services.api.errors import error_responses
-from services.api.schemas import SpawnWorker, WorkerSpec
 from services.api.state import ApiState, get_state
 
 router = APIRouter(tags=["workers"])

@@ -1,0 +1,299 @@
+"""Workers: spawn, run the agent in its worktree, follow its status, stop, recover."""
+
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from cocopilot import bus, keys, store
+from cocopilot.commands import SpawnWorker
+from cocopilot.config import load_config
+from cocopilot.errors import Conflict, InvalidRequest, NotFound
+from cocopilot.events import Event, EventType
+from cocopilot.models import ACTIVE_STATUSES, Repository, Worker, WorkerStatus
+from cocopilot.service import ServiceContext
+from cocopilot.timeutil import now_iso
+from cocopilot.validation import check_name
+from services.workers import git
+from services.workers.candy import candy_name
+from services.workers.process import AgentProcess
+from services.workers.repositories import RepositoryManager
+from services.workers.runtimes import AgentProfile, get_profile, load_profiles
+from services.workers.store import WorkerStore
+
+log = logging.getLogger(__name__)
+
+ORPHAN_SCAN_INTERVAL_S = 30.0
+MAX_LOG_BYTES = 64 * 1024 * 1024
+STATUS_EVENTS = {
+    WorkerStatus.COMPLETED: EventType.WORKER_COMPLETED,
+    WorkerStatus.FAILED: EventType.WORKER_FAILED,
+}
+
+
+class WorkerManager:
+    def __init__(self, context: ServiceContext) -> None:
+        self.context = context
+        self.settings = context.settings
+        self.redis = context.redis
+        self.store = WorkerStore(context.redis)
+        self.repositories = RepositoryManager(context, self.store)
+        self.profiles = load_profiles(context.settings)
+        self.runs: dict[str, asyncio.Task[None]] = {}
+        self.processes: dict[str, AgentProcess] = {}
+
+    # Spawn
+
+    async def spawn(self, payload: dict[str, Any]) -> dict[str, Any]:
+        request = SpawnWorker.model_validate(payload)
+        repository = await store.get_repository(self.redis, request.repo_name)
+        config = await load_config(self.redis)
+        profile = get_profile(self.profiles, request.agent or config.default_agent)
+        base_branch = request.branch or repository.default_branch
+        base = await git.resolve_branch(Path(repository.path), base_branch)
+        if base is None:
+            raise InvalidRequest(
+                f'branch "{base_branch}" not found in repository "{repository.name}"'
+            )
+
+        worker = await self._insert(request, repository, profile, base_branch, base[1])
+        await self._publish(EventType.WORKER_CREATED, worker)
+        log.info("worker created", extra={"worker": worker.name, "repo": worker.repo_name})
+        self.runs[worker.name] = asyncio.create_task(self._run(worker, profile))
+        return worker.view().to_dict()
+
+    async def _insert(
+        self,
+        request: SpawnWorker,
+        repository: Repository,
+        profile: AgentProfile,
+        base_branch: str,
+        base_commit: str,
+    ) -> Worker:
+        config = await load_config(self.redis)
+        while True:
+            name = request.name or await self._next_candy_name(repository)
+            worker = self._new_worker(name, request, repository, profile, base_branch, base_commit)
+            if request.name and await git.branch_exists(Path(repository.path), worker.branch):
+                raise Conflict(
+                    f'branch "{worker.branch}" already exists in repository "{repository.name}" '
+                    "from an earlier worker; choose another name"
+                )
+            try:
+                await self.store.create_worker(
+                    worker, config.max_workers_per_repo, config.max_workers
+                )
+            except Conflict:
+                if request.name or await store.find_worker(self.redis, name) is None:
+                    raise
+                continue  # a custom name took this candy name meanwhile: take the next one
+            return worker
+
+    async def _next_candy_name(self, repository: Repository) -> str:
+        """Return the next candy name that no worker and no kept branch uses."""
+        while True:
+            name = candy_name(await self.store.next_candy_number())
+            taken = await self.redis.exists(keys.worker(name))
+            if not taken and not await git.branch_exists(Path(repository.path), f"work/{name}"):
+                return name
+
+    def _new_worker(
+        self,
+        name: str,
+        request: SpawnWorker,
+        repository: Repository,
+        profile: AgentProfile,
+        base_branch: str,
+        base_commit: str,
+    ) -> Worker:
+        now = now_iso()
+        worktree = self.repositories.worktrees_dir / repository.name / name
+        return Worker(
+            name=name,
+            task=request.task,
+            branch=f"work/{name}",
+            status=WorkerStatus.STARTING,
+            repo_name=repository.name,
+            base_branch=base_branch,
+            base_commit=base_commit,
+            agent=profile.name,
+            model=request.model,
+            created_at=now,
+            updated_at=now,
+            instance_id=self.settings.instance_id,
+            worktree=str(worktree),
+        )
+
+    # Run
+
+    async def _run(self, worker: Worker, profile: AgentProfile) -> None:
+        try:
+            agent = await self._start_agent(worker, profile)
+        except git.GitError as exc:
+            await self._finish(worker, WorkerStatus.FAILED, f"could not create the worktree: {exc}")
+            return
+        except OSError as exc:
+            await self._finish(worker, WorkerStatus.FAILED, f"could not start the agent: {exc}")
+            return
+        worker = await self._set_status(worker, WorkerStatus.WORKING)
+        code = await agent.wait()
+        self.processes.pop(worker.name, None)
+        if code == 0:
+            await self._finish(worker, WorkerStatus.COMPLETED, exit_code=code)
+        else:
+            reason = f"agent exited with code {code}"
+            if agent.last_line():
+                reason += f": {agent.last_line()}"
+            await self._finish(worker, WorkerStatus.FAILED, reason, exit_code=code)
+
+    async def _start_agent(self, worker: Worker, profile: AgentProfile) -> AgentProcess:
+        repository = await store.get_repository(self.redis, worker.repo_name)
+        worktree = Path(worker.worktree)
+        assert worker.base_commit is not None
+        await git.add_worktree(Path(repository.path), worktree, worker.branch, worker.base_commit)
+        argv = profile.build_argv(worker.task, worker.model)
+        agent = await AgentProcess.start(
+            argv, worktree, self._agent_env(worker, profile), self._log_path(worker), MAX_LOG_BYTES
+        )
+        self.processes[worker.name] = agent
+        log.info(
+            "agent started", extra={"worker": worker.name, "pid": agent.pid, "agent": profile.name}
+        )
+        return agent
+
+    def _agent_env(self, worker: Worker, profile: AgentProfile) -> dict[str, str]:
+        # The service's own settings (tokens, Redis and NATS addresses) stay out of the agent.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COCOPILOT_")}
+        identity = {
+            "GIT_AUTHOR_NAME": f"{worker.name} (CoCoPilot)",
+            "GIT_AUTHOR_EMAIL": f"{worker.name.lower()}@cocopilot.invalid",
+        }
+        identity["GIT_COMMITTER_NAME"] = identity["GIT_AUTHOR_NAME"]
+        identity["GIT_COMMITTER_EMAIL"] = identity["GIT_AUTHOR_EMAIL"]
+        for key, value in identity.items():
+            env.setdefault(key, value)
+        env["COCOPILOT_WORKER_NAME"] = worker.name
+        env["COCOPILOT_REPO_NAME"] = worker.repo_name
+        return env | profile.env
+
+    def _log_path(self, worker: Worker) -> Path:
+        return self.settings.data_dir / "logs" / worker.repo_name / f"{worker.name}.log"
+
+    # Status
+
+    async def _set_status(self, worker: Worker, status: WorkerStatus, **changes: Any) -> Worker:
+        updated = worker.model_copy(update={"status": status, "updated_at": now_iso(), **changes})
+        if await self.store.update_worker(updated, expected=worker.status):
+            await self._publish(STATUS_EVENTS.get(status, EventType.WORKER_UPDATED), updated)
+            log.info("worker status changed", extra={"worker": worker.name, "status": str(status)})
+        return updated
+
+    async def _finish(
+        self,
+        worker: Worker,
+        status: WorkerStatus,
+        error: str | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        await self._set_status(worker, status, error=error, exit_code=exit_code)
+        self.runs.pop(worker.name, None)
+
+    async def _publish(self, event_type: EventType, worker: Worker) -> None:
+        event = Event(type=event_type, repoName=worker.repo_name, data=worker.view().to_dict())
+        await bus.publish_event(self.context.nats, event)
+
+    # Stop
+
+    async def stop(self, payload: dict[str, Any]) -> None:
+        name = check_name(str(payload.get("name", "")), "name")
+        worker = await store.get_worker(self.redis, name)
+        if worker.instance_id != self.settings.instance_id:
+            raise NotFound(f'Worker "{name}" is not run by instance {self.settings.instance_id}')
+        await self._stop_agent(name)
+        await self._remove(worker)
+
+    async def stop_orphaned(self, payload: dict[str, Any]) -> None:
+        """Remove a worker whose replica is gone; its agent died with that replica."""
+        name = check_name(str(payload.get("name", "")), "name")
+        worker = await store.get_worker(self.redis, name)
+        await self._remove(worker)
+
+    async def _stop_agent(self, name: str) -> None:
+        run = self.runs.pop(name, None)
+        if run is not None:
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+        agent = self.processes.pop(name, None)
+        if agent is not None:
+            await agent.stop(self.settings.agent_stop_grace_s)
+
+    async def _remove(self, worker: Worker) -> None:
+        """Remove the worktree and the record; keep the branch if it has commits of its own."""
+        repository = await store.find_repository(self.redis, worker.repo_name)
+        if repository is not None:
+            await self._remove_worktree(worker, Path(repository.path))
+        if await self.store.delete_worker(worker):
+            removed = worker.model_copy(update={"updated_at": now_iso()})
+            await self._publish(EventType.WORKER_REMOVED, removed)
+            log.info("worker removed", extra={"worker": worker.name, "repo": worker.repo_name})
+
+    async def _remove_worktree(self, worker: Worker, repo: Path) -> None:
+        try:
+            await git.remove_worktree(repo, Path(worker.worktree))
+            if not await git.branch_exists(repo, worker.branch) or worker.base_commit is None:
+                return
+            if await git.commits_ahead(repo, worker.branch, worker.base_commit) == 0:
+                await git.delete_branch(repo, worker.branch)
+            else:
+                log.info(
+                    "branch kept: it has commits",
+                    extra={"worker": worker.name, "branch": worker.branch},
+                )
+        except git.GitError as exc:
+            log.warning(
+                "worktree cleanup failed", extra={"worker": worker.name, "error": exc.message}
+            )
+
+    # Restart and shutdown
+
+    async def recover(self) -> None:
+        """Fail every active worker that nothing runs any more: this instance's, since it just
+        started with no agents, and those of instances whose heartbeat has expired."""
+        for name in await self.store.active_worker_names():
+            worker = await store.find_worker(self.redis, name)
+            if worker is None or name in self.runs:
+                continue
+            if worker.instance_id == self.settings.instance_id or not await self._instance_alive(
+                worker
+            ):
+                await self._fail_lost(worker)
+
+    async def _instance_alive(self, worker: Worker) -> bool:
+        return bool(await self.redis.exists(keys.service_heartbeat("workers", worker.instance_id)))
+
+    async def _fail_lost(self, worker: Worker) -> None:
+        log.warning(
+            "agent process lost", extra={"worker": worker.name, "instance_id": worker.instance_id}
+        )
+        reason = "agent process lost: the workers service that ran it stopped"
+        await self._set_status(worker, WorkerStatus.FAILED, error=reason)
+
+    async def watch_orphans(self) -> None:
+        while True:
+            await asyncio.sleep(ORPHAN_SCAN_INTERVAL_S)
+            try:
+                await self.recover()
+            except Exception:
+                log.exception("orphan scan failed")
+
+    async def shutdown(self) -> None:
+        """Stop every agent this instance runs and mark its worker failed with the reason."""
+        for name in list(self.runs):
+            worker = await store.find_worker(self.redis, name)
+            await self._stop_agent(name)
+            if worker is not None and worker.status in ACTIVE_STATUSES:
+                reason = "agent stopped: the workers service shut down"
+                await self._set_status(worker, WorkerStatus.FAILED, error=reason)
