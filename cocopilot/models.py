@@ -54,6 +54,10 @@ class Worker(WorkerView):
     worktree: str
     # The commit the branch started from; commits past it are the worker's own.
     base_commit: str | None = None
+    # The agent process and its start time (seconds since the epoch), so a restarted service
+    # can end an agent that outlived it without signalling a process that reused the pid.
+    agent_pid: int | None = None
+    agent_started_at: float | None = None
 
     def view(self) -> WorkerView:
         return WorkerView.model_validate(self.model_dump())

@@ -13,7 +13,11 @@ GIT_IDENTITY = {
 
 def run_git(repo: Path, *args: str) -> str:
     result = subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True,
+        ["git", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
         env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(repo), **GIT_IDENTITY},
     )
     return result.stdout

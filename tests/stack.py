@@ -31,7 +31,10 @@ class Stack:
         with (self.logs_dir / f"{service}.log").open("ab") as log_file:
             self.processes[service] = subprocess.Popen(
                 [sys.executable, "-m", f"services.{service}.main"],
-                cwd=ROOT, env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
             )
 
     def stop(self, service: str, kill: bool = False) -> None:
@@ -48,7 +51,9 @@ class Stack:
         last = ""
         while time.monotonic() < deadline:
             try:
-                status = httpx.get(f"{self.base_url}/api/v1/status", headers=self.headers, timeout=2)
+                status = httpx.get(
+                    f"{self.base_url}/api/v1/status", headers=self.headers, timeout=2
+                )
                 services = status.json().get("services", {})
                 if all(services.get(name, {}).get("healthy") for name in SERVICES[1:]):
                     return

@@ -1,5 +1,7 @@
 """A worker's life through the api, with all four services running as processes."""
 
+import os
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,13 +25,17 @@ def stack(servers: Servers, redis: Redis, nc: NATS, tmp_path: Path) -> Iterator[
 
 @pytest.fixture
 async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.base_url, headers=stack.headers, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=stack.base_url, headers=stack.headers, timeout=30
+    ) as client:
         yield client
 
 
 async def register(api: httpx.AsyncClient, stack: Stack, name: str = "app") -> dict[str, object]:
     make_repository(stack.repos_dir / name)
-    response = await api.post("/api/v1/repositories", json={"name": name, "url": str(stack.repos_dir / name)})
+    response = await api.post(
+        "/api/v1/repositories", json={"name": name, "url": str(stack.repos_dir / name)}
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -45,7 +51,9 @@ async def wait_for_status(api: httpx.AsyncClient, name: str, status: str) -> dic
 async def test_demo_worker_commits_on_its_branch(api: httpx.AsyncClient, stack: Stack) -> None:
     await register(api, stack)
 
-    response = await api.post("/api/v1/workers", json={"task": "Add a changelog", "repoName": "app"})
+    response = await api.post(
+        "/api/v1/workers", json={"task": "Add a changelog", "repoName": "app"}
+    )
 
     assert response.status_code == 201, response.text
     worker = response.json()
@@ -57,7 +65,9 @@ async def test_demo_worker_commits_on_its_branch(api: httpx.AsyncClient, stack: 
     assert log.splitlines()[0] == "Record demo task: Add a changelog"
 
 
-async def test_failing_agent_reports_exit_code(servers: Servers, redis: Redis, nc: NATS, tmp_path: Path) -> None:
+async def test_failing_agent_reports_exit_code(
+    servers: Servers, redis: Redis, nc: NATS, tmp_path: Path
+) -> None:
     script = tmp_path / "fail.py"
     script.write_text("import sys\nprint('cannot do', sys.argv[1])\nsys.exit(3)\n")
     env = {"COCOPILOT_AGENT_COMMAND": f'["python3", "{script}", "{{task}}"]'}
@@ -70,3 +80,124 @@ async def test_failing_agent_reports_exit_code(servers: Servers, redis: Redis, n
             worker = await wait_for_status(api, "Failer", "failed")
 
     assert worker["error"] == "agent exited with code 3: cannot do Fix it"
+
+
+def agent_stack_env(tmp_path: Path, source: str) -> dict[str, str]:
+    """Settings for a stack whose ``command`` agent is the Python program ``source``."""
+    script = tmp_path / "agent.py"
+    script.write_text(source)
+    return {"COCOPILOT_AGENT_COMMAND": f'["python3", "{script}", "{{task}}"]'}
+
+
+# Starts a child and a grandchild in a new session (out of the agent's process group), records
+# their pids, commits once, then sleeps until stopped.
+TREE_AGENT = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+grandchild = subprocess.Popen(
+    [sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True
+)
+open(os.environ["PIDS_FILE"], "w").write(f"{os.getpid()} {child.pid} {grandchild.pid}")
+open("work.txt", "w").write("started")
+subprocess.run(["git", "add", "work.txt"], check=True)
+subprocess.run(["git", "commit", "-qm", "Start work"], check=True)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has ended; only its parent has not collected it yet.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ")[-1][0] != "Z"
+
+
+async def test_delete_ends_process_tree_and_keeps_branch(
+    servers: Servers, redis: Redis, nc: NATS, tmp_path: Path
+) -> None:
+    pids_file = tmp_path / "pids"
+    env = agent_stack_env(tmp_path, TREE_AGENT) | {"PIDS_FILE": str(pids_file)}
+    with running_stack(servers, tmp_path, env) as stack:
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as api:
+            await register(api, stack)
+            body = {"task": "Work forever", "repoName": "app", "agent": "command", "name": "Tree"}
+            assert (await api.post("/api/v1/workers", json=body)).status_code == 201
+            await wait_for_status(api, "Tree", "working")
+            await wait_until(lambda: _async(pids_file.exists() and pids_file.read_text()), 20)
+            worktree = stack.data_dir / "worktrees" / "app" / "Tree"
+            clone = stack.data_dir / "repos" / "app"
+            await wait_until(lambda: _async("Start work" in _log(clone, "work/Tree")), 20)
+
+            response = await api.delete("/api/v1/workers/Tree")
+
+            assert response.status_code == 204
+            assert (await api.get("/api/v1/workers/Tree")).status_code == 404
+    pids = [int(pid) for pid in pids_file.read_text().split()]
+    assert [pid for pid in pids if pid_alive(pid)] == []
+    assert not worktree.exists()
+    assert "Start work" in _log(clone, "work/Tree")
+
+
+async def test_delete_removes_branch_without_commits(api: httpx.AsyncClient, stack: Stack) -> None:
+    await register(api, stack)
+    body = {"task": "Nothing", "repoName": "app", "name": "Idle", "branch": "main"}
+    assert (await api.post("/api/v1/workers", json=body)).status_code == 201
+    await wait_for_status(api, "Idle", "completed")
+    clone = stack.data_dir / "repos" / "app"
+    run_git(clone, "update-ref", "refs/heads/work/Idle", "refs/remotes/origin/main")
+
+    assert (await api.delete("/api/v1/workers/Idle")).status_code == 204
+
+    assert run_git(clone, "branch", "--list", "work/Idle") == ""
+
+
+async def test_restart_fails_lost_worker(
+    servers: Servers, redis: Redis, nc: NATS, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    source = (
+        f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)\n"
+    )
+    env = agent_stack_env(tmp_path, source)
+    with running_stack(servers, tmp_path, env) as stack:
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as api:
+            await register(api, stack)
+            body = {"task": "Hang", "repoName": "app", "agent": "command", "name": "Lost"}
+            assert (await api.post("/api/v1/workers", json=body)).status_code == 201
+            await wait_for_status(api, "Lost", "working")
+
+            stack.stop("workers", kill=True)
+            stack.start("workers")
+
+            worker = await wait_for_status(api, "Lost", "failed")
+            repositories = (await api.get("/api/v1/repositories")).json()
+    assert worker["error"].startswith("agent process lost")
+    assert [repository["name"] for repository in repositories] == ["app"]
+    assert not pid_alive(int(pid_file.read_text()))
+
+
+async def test_records_survive_api_restart(api: httpx.AsyncClient, stack: Stack) -> None:
+    await register(api, stack)
+    body = {"task": "Keep me", "repoName": "app", "name": "Kept"}
+    assert (await api.post("/api/v1/workers", json=body)).status_code == 201
+
+    stack.stop("api")
+    stack.start("api")
+    stack.wait_healthy()
+
+    assert (await api.get("/api/v1/workers/Kept")).json()["task"] == "Keep me"
+
+
+async def _async(value: object) -> object:
+    return value
+
+
+def _log(repo: Path, ref: str) -> str:
+    try:
+        return run_git(repo, "log", "--format=%s", ref)
+    except subprocess.CalledProcessError:
+        return ""

@@ -18,7 +18,7 @@ from cocopilot.timeutil import now_iso
 from cocopilot.validation import check_name
 from services.workers import git
 from services.workers.candy import candy_name
-from services.workers.process import AgentProcess
+from services.workers.process import AgentProcess, process_start_time, stop_leftover
 from services.workers.repositories import RepositoryManager
 from services.workers.runtimes import AgentProfile, get_profile, load_profiles
 from services.workers.store import WorkerStore
@@ -137,7 +137,12 @@ class WorkerManager:
         except OSError as exc:
             await self._finish(worker, WorkerStatus.FAILED, f"could not start the agent: {exc}")
             return
-        worker = await self._set_status(worker, WorkerStatus.WORKING)
+        worker = await self._set_status(
+            worker,
+            WorkerStatus.WORKING,
+            agent_pid=agent.pid,
+            agent_started_at=process_start_time(agent.pid),
+        )
         code = await agent.wait()
         self.processes.pop(worker.name, None)
         if code == 0:
@@ -276,8 +281,18 @@ class WorkerManager:
 
     async def _fail_lost(self, worker: Worker) -> None:
         log.warning(
-            "agent process lost", extra={"worker": worker.name, "instance_id": worker.instance_id}
+            "agent process lost",
+            extra={
+                "worker": worker.name,
+                "instance_id": worker.instance_id,
+                "pid": worker.agent_pid,
+            },
         )
+        if worker.agent_pid and worker.agent_started_at:
+            # Outside a container an agent can outlive the service; it must not run on unseen.
+            grace_s = self.settings.agent_stop_grace_s
+            if await stop_leftover(worker.agent_pid, worker.agent_started_at, grace_s):
+                log.warning("ended a leftover agent", extra={"worker": worker.name})
         reason = "agent process lost: the workers service that ran it stopped"
         await self._set_status(worker, WorkerStatus.FAILED, error=reason)
 

@@ -88,6 +88,29 @@ class AgentProcess:
         return list(alive)
 
 
+async def stop_leftover(pid: int, started_at: float, grace_s: float) -> bool:
+    """End the tree of an agent that a previous run of the service started, if that process
+    still runs; return whether it did."""
+    try:
+        root = psutil.Process(pid)
+        if abs(root.create_time() - started_at) > 0.01:
+            return False  # the pid now belongs to another process
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return False
+    _signal_all(pid, tree, signal.SIGTERM)
+    _, alive = await asyncio.to_thread(psutil.wait_procs, tree, grace_s)
+    _signal_all(pid, alive, signal.SIGKILL)
+    return True
+
+
+def process_start_time(pid: int) -> float | None:
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.NoSuchProcess:
+        return None
+
+
 def _descendants(pid: int) -> list[psutil.Process]:
     """The agent's descendants, including those that left its process group."""
     try:
