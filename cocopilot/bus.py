@@ -26,6 +26,9 @@ from cocopilot.logs import redact_url
 
 log = logging.getLogger(__name__)
 
+# The longest a service waits at stop for replies and acks in flight to go out.
+DRAIN_TIMEOUT_S = 5
+
 CommandHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 EventHandler = Callable[[Event], Awaitable[None]]
 
@@ -40,7 +43,12 @@ async def connect_nats(url: str, name: str, retry_interval_s: float = 1.0) -> NA
         attempt += 1
         try:
             return await nats.connect(
-                url, name=name, max_reconnect_attempts=-1, connect_timeout=2, allow_reconnect=True
+                url,
+                name=name,
+                max_reconnect_attempts=-1,
+                connect_timeout=2,
+                allow_reconnect=True,
+                drain_timeout=DRAIN_TIMEOUT_S,
             )
         except (OSError, NatsTimeoutError, nats.errors.NoServersError) as exc:
             log.warning(
@@ -126,13 +134,17 @@ async def consume_events(
     """
     js = nc.jetstream()
     subscription = await js.pull_subscribe(subjects.EVENTS_WILDCARD, durable=durable)
-    while not stop.is_set():
-        try:
-            messages = await subscription.fetch(batch_size, timeout=1)
-        except NatsTimeoutError:
-            continue
-        for msg in messages:
-            await _handle_event(msg, handler)
+    try:
+        while not stop.is_set():
+            try:
+                messages = await subscription.fetch(batch_size, timeout=1)
+            except NatsTimeoutError:
+                continue
+            for msg in messages:
+                await _handle_event(msg, handler)
+    finally:
+        # A pull subscription left open makes a later drain() wait for its whole timeout.
+        await subscription.unsubscribe()
 
 
 async def _handle_event(msg: Msg, handler: EventHandler) -> None:

@@ -5,9 +5,9 @@ from any NATS client. The checks of cocopilot.validation raise InvalidRequest, a
 which pydantic reports and the api's error handler turns into a 400 that names the field."""
 
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from cocopilot import validation
@@ -56,3 +56,51 @@ class AddRepository(RequestModel):
     default_branch: BranchName | None = Field(
         default=None, description="Defaults to the branch that the remote's HEAD points to"
     )
+
+
+MAX_MESSAGE_BYTES = 64 * 1024
+DEFAULT_NUDGE = (
+    "You seem to have stopped making progress. Continue with your task, "
+    "or say what is blocking you."
+)
+
+
+def _check_message_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if len(value.encode()) > MAX_MESSAGE_BYTES or "\x00" in value:
+        raise ValueError(f"must be at most {MAX_MESSAGE_BYTES} bytes, with no NUL characters")
+    return value
+
+
+MessageText = Annotated[str, AfterValidator(_check_message_text)]
+
+
+class Nudge(RequestModel):
+    message: MessageText | None = Field(
+        default=None,
+        description="Text typed into the worker's session; a standard reminder when omitted",
+        examples=["Run the tests before you finish."],
+    )
+
+
+class AgentMessage(RequestModel):
+    type: str = Field(
+        default="text",
+        pattern=r"^[a-z][a-z0-9-]{0,31}$",
+        description="text for a worker; for built-in agents one of the types they document",
+        examples=["text", "nudge-all", "pause"],
+    )
+    text: MessageText | None = Field(default=None, examples=["Also update the changelog."])
+    payload: dict[str, Any] | None = Field(default=None, description="Data for built-in agents")
+    sender: Name | None = Field(
+        default=None, alias="from", description="Who sends it, for the inbox", examples=["alice"]
+    )
+
+    @model_validator(mode="after")
+    def _text_or_payload(self) -> "AgentMessage":
+        if self.text is not None and self.payload is not None:
+            raise ValueError("give text or payload, not both")
+        if self.type == "text" and self.text is None:
+            raise ValueError("a text message needs text")
+        return self

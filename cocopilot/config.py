@@ -9,7 +9,8 @@ from cocopilot.models import CamelModel
 
 
 class GlobalConfig(CamelModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # Only the camelCase names that the API documents; strict, so "5" is no number.
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=False)
 
     max_workers_per_repo: int = Field(
         default=10, ge=1, le=10_000, description="Active workers allowed in one repository"

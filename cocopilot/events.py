@@ -11,6 +11,8 @@ What ``data`` holds, by type (keys in camelCase, as in the API):
 - ``ci.failed`` and ``ci.passed``: ``{"worker", "prNumber", "headCommit", "checks": [{"name",
   "conclusion"}], "excerpt"}``.
 - ``repository.added`` and ``repository.removed``: the repository as the API shows it.
+- ``worker.nudged``: ``{"worker", "message", "by"}``, ``by`` being "api" or "supervisor".
+- ``agent.message``: the stored message (see services/workers/agents.py).
 """
 
 import uuid
@@ -33,6 +35,8 @@ class EventType(StrEnum):
     CI_FAILED = "ci.failed"
     # Internal: not offered to webhooks.
     CI_PASSED = "ci.passed"
+    WORKER_NUDGED = "worker.nudged"
+    AGENT_MESSAGE = "agent.message"
     REPOSITORY_ADDED = "repository.added"
     REPOSITORY_REMOVED = "repository.removed"
 

@@ -104,3 +104,40 @@ def activity_by_worker(worker_name: str) -> str:
 
 # Written by the webhooks service, read by the api's /metrics: outcome -> deliveries (HINCRBY).
 WEBHOOK_DELIVERY_OUTCOMES = f"{PREFIX}:webhooks:delivery-outcomes"
+
+# Webhook delivery, written by the webhooks service. Times are milliseconds since the epoch.
+WEBHOOKS_DISABLED = f"{PREFIX}:webhooks:disabled"  # hash: webhook id -> JSON of why and when
+# Sorted set: webhook id -> when that webhook next has a delivery to attempt.
+WEBHOOKS_READY = f"{PREFIX}:webhooks:ready"
+
+
+def webhook_queue(webhook_id: str) -> str:
+    return f"{PREFIX}:webhook:{webhook_id}:queue"  # sorted set: delivery id -> next attempt time
+
+
+def webhook_in_flight(webhook_id: str) -> str:
+    return f"{PREFIX}:webhook:{webhook_id}:in-flight"  # sorted set: delivery id -> lease end
+
+
+def webhook_breaker(webhook_id: str) -> str:
+    return f"{PREFIX}:webhook:{webhook_id}:breaker"  # hash: failures, openings, openUntil
+
+
+def webhook_deliveries(webhook_id: str) -> str:
+    return f"{PREFIX}:webhook:{webhook_id}:deliveries"  # sorted set: delivery id -> creation
+
+
+def webhook_delivery(delivery_id: str) -> str:
+    return f"{PREFIX}:webhook-delivery:{delivery_id}"  # hash: the delivery record
+
+
+def webhook_delivery_attempts(delivery_id: str) -> str:
+    return f"{PREFIX}:webhook-delivery:{delivery_id}:attempts"  # list: JSON of each attempt
+
+
+def agent_inbox(repo_name: str, agent_name: str) -> str:
+    return f"{PREFIX}:repository:{repo_name}:agent:{agent_name}:inbox"  # list, newest first
+
+
+def agent_state(repo_name: str) -> str:
+    return f"{PREFIX}:repository:{repo_name}:agents"  # hash: built-in agent -> JSON of its state

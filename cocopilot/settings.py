@@ -1,5 +1,6 @@
 """Service settings, read from the environment (prefix ``COCOPILOT_``) by pydantic-settings."""
 
+import re
 import socket
 from functools import lru_cache
 from pathlib import Path
@@ -14,7 +15,10 @@ class Settings(BaseSettings):
     redis_url: str = "redis://localhost:6379/0"
     nats_url: str = "nats://localhost:4222"
     # Identifies one running service process; commands for a worker go to the instance that runs it.
-    instance_id: str = Field(default_factory=socket.gethostname)
+    instance_id: str = Field(
+        default_factory=lambda: re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()),
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",  # one NATS subject token
+    )
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
 
@@ -39,6 +43,39 @@ class Settings(BaseSettings):
     webhook_allowed_networks: list[str] = []
     webhook_timeout_s: float = 15.0
     webhook_connect_timeout_s: float = 5.0
+    # Wait before each retry of a failed delivery, in order; the delivery fails for good after
+    # the last. The default spans about 3.9 days: 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 3 h,
+    # 6 h, 12 h, then daily three times.
+    webhook_retry_delays_s: list[float] = Field(
+        default=[5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200, 86400, 86400, 86400],
+        min_length=1,
+    )
+    # Each retry delay is scaled by a random factor in [1 - jitter, 1 + jitter].
+    webhook_retry_jitter: float = Field(default=0.2, ge=0, lt=1)
+    # Longest Retry-After (sent with 429 or 503) that delivery honours; longer values are cut.
+    webhook_retry_after_max_s: float = Field(default=3600.0, ge=0)
+    # Attempts in flight at once: to one webhook over all replicas, and in one replica overall.
+    webhook_endpoint_concurrency: int = Field(default=10, ge=1)
+    webhook_max_concurrency: int = Field(default=200, ge=1)
+    # Consecutive failed attempts that pause a webhook; after the pause one probe goes out, and
+    # each failed probe doubles the pause up to the maximum.
+    webhook_breaker_failures: int = Field(default=5, ge=1)
+    webhook_breaker_pause_s: float = Field(default=30.0, gt=0)
+    webhook_breaker_pause_max_s: float = Field(default=900.0, gt=0)
+    # Delivery records (with their attempts) are deleted this long after their last change.
+    webhook_delivery_retention_s: float = Field(default=30 * 86400, gt=0)
+    # How often a replica looks for due deliveries when nothing wakes it sooner.
+    webhook_poll_interval_s: float = Field(default=0.25, gt=0)
+    # An event not acked within this time (the service died) is handed out again by JetStream.
+    webhook_event_ack_wait_s: float = Field(default=30.0, gt=0)
+
+    # metrics
+    # Activity log entries older than this are deleted; GET /api/v1/events never shows them.
+    activity_retention_days: float = Field(default=30.0, gt=0)
+    # Days of pull-request cycle time that GET /api/v1/metrics returns, today included.
+    metrics_cycle_time_days: int = Field(default=30, ge=1, le=366)
+    # How often the metrics service deletes hour and day buckets and log entries past their time.
+    metrics_prune_interval_s: float = Field(default=300.0, gt=0)
 
     heartbeat_interval_s: float = 5.0
     # A folder where each service touches a file on every heartbeat, for container healthchecks.

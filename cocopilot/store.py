@@ -3,6 +3,9 @@ and workers are written by the workers service, webhooks by the webhooks service
 
 Every client is made with ``decode_responses=True``, so Redis returns ``str``, not ``bytes``."""
 
+import json
+from typing import Any
+
 from redis.asyncio import Redis
 
 from cocopilot import keys
@@ -19,6 +22,15 @@ async def get_worker(redis: Redis, name: str) -> Worker:
     worker = await find_worker(redis, name)
     if worker is None:
         raise NotFound(f'Worker "{name}" not found')
+    return worker
+
+
+async def get_repository_worker(redis: Redis, repo_name: str, worker_name: str) -> Worker:
+    """Return a worker of a given repository; NotFound names whichever of the two is missing."""
+    await get_repository(redis, repo_name)
+    worker = await find_worker(redis, worker_name)
+    if worker is None or worker.repo_name != repo_name:
+        raise NotFound(f'Worker "{worker_name}" not found in repository "{repo_name}"')
     return worker
 
 
@@ -56,3 +68,11 @@ async def list_webhooks(redis: Redis) -> list[Webhook]:
     records = await redis.hvals(keys.WEBHOOKS)
     webhooks = [Webhook.model_validate_json(raw) for raw in records]
     return sorted(webhooks, key=lambda webhook: (webhook.created_at, webhook.id))
+
+
+async def list_agent_messages(
+    redis: Redis, repo_name: str, agent_name: str, limit: int
+) -> list[dict[str, Any]]:
+    """Return an agent's inbox, newest first."""
+    raw = await redis.lrange(keys.agent_inbox(repo_name, agent_name), 0, limit - 1)
+    return [json.loads(item) for item in raw]

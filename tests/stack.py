@@ -15,6 +15,7 @@ from tests.servers import Servers, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("api", "workers", "webhooks", "metrics")
+STOP_TIMEOUT_S = 15
 
 
 @dataclass
@@ -38,12 +39,20 @@ class Stack:
             )
 
     def stop(self, service: str, kill: bool = False) -> None:
+        """Stop ``service`` with SIGTERM (or SIGKILL); fail if SIGTERM does not end it in time."""
         process = self.processes.pop(service)
         if kill:
             process.kill()
         else:
             process.terminate()
-        process.wait(30)
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError(
+                f"{service} did not stop within {STOP_TIMEOUT_S} s of SIGTERM\n{self.logs()}"
+            ) from None
 
     def wait_healthy(self, timeout_s: float = 30.0) -> None:
         """Wait until the api answers and every background service reports a heartbeat."""
@@ -108,5 +117,16 @@ def running_stack(
         stack.wait_healthy()
         yield stack
     finally:
-        for service in list(stack.processes):
+        stop_all(stack)
+
+
+def stop_all(stack: Stack) -> None:
+    """Stop every service, all of them even when one fails to stop."""
+    failures = []
+    for service in list(stack.processes):
+        try:
             stack.stop(service)
+        except AssertionError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise AssertionError("\n".join(failures))

@@ -169,6 +169,7 @@ async def test_restart_fails_lost_worker(
             body = {"task": "Hang", "repoName": "app", "agent": "command", "name": "Lost"}
             assert (await api.post("/api/v1/workers", json=body)).status_code == 201
             await wait_for_status(api, "Lost", "working")
+            await wait_until(lambda: _async(pid_file.exists() and pid_file.read_text()), 20)
 
             stack.stop("workers", kill=True)
             stack.start("workers")
@@ -201,3 +202,68 @@ def _log(repo: Path, ref: str) -> str:
         return run_git(repo, "log", "--format=%s", ref)
     except subprocess.CalledProcessError:
         return ""
+
+
+# Reads lines from its terminal: records each, exits 0 on "finish".
+READER_AGENT = """
+import sys
+print("ready", flush=True)
+for line in sys.stdin:
+    print("got:", line.strip(), flush=True)
+    if line.strip() == "finish":
+        sys.exit(0)
+"""
+
+
+async def test_nudge_and_message_reach_session(
+    servers: Servers, redis: Redis, nc: NATS, tmp_path: Path
+) -> None:
+    with running_stack(servers, tmp_path, agent_stack_env(tmp_path, READER_AGENT)) as stack:
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as api:
+            await register(api, stack)
+            body = {"task": "Listen", "repoName": "app", "agent": "command", "name": "Ears"}
+            assert (await api.post("/api/v1/workers", json=body)).status_code == 201
+            await wait_for_status(api, "Ears", "working")
+            base = "/api/v1/repositories/app"
+
+            nudge = await api.post(f"{base}/workers/Ears/nudge", json={"message": "keep going"})
+            default_nudge = await api.post(f"{base}/workers/Ears/nudge")
+            message = await api.post(f"{base}/agents/Ears/message", json={"text": "finish"})
+            worker = await wait_for_status(api, "Ears", "completed")
+            inbox = (await api.get(f"{base}/agents/Ears/messages")).json()
+            late_nudge = await api.post(f"{base}/workers/Ears/nudge")
+
+    log = (stack.data_dir / "logs" / "app" / "Ears.log").read_text()
+    assert nudge.status_code == 200, nudge.text
+    assert nudge.json()["message"] == "keep going"
+    assert default_nudge.status_code == 200, default_nudge.text
+    assert message.status_code == 201, message.text
+    assert "got: keep going" in log
+    assert f"got: {default_nudge.json()['message']}" in log
+    assert worker["exitCode"] == 0
+    assert [entry["text"] for entry in inbox] == ["finish"]
+    assert late_nudge.status_code == 409
+
+
+async def test_agents_list_and_supervisor_messages(api: httpx.AsyncClient, stack: Stack) -> None:
+    await register(api, stack)
+    body = {"task": "Quick", "repoName": "app", "name": "Quick"}
+    assert (await api.post("/api/v1/workers", json=body)).status_code == 201
+    base = "/api/v1/repositories/app/agents"
+
+    agents = (await api.get(base)).json()
+    pause = await api.post(f"{base}/merge-queue/message", json={"type": "pause", "from": "alice"})
+    wrong_type = await api.post(f"{base}/merge-queue/message", json={"type": "nudge-all"})
+    nudge_all = await api.post(f"{base}/supervisor/message", json={"type": "nudge-all"})
+    agents_after = {agent["name"]: agent for agent in (await api.get(base)).json()}
+
+    assert [(agent["name"], agent["type"]) for agent in agents] == [
+        ("supervisor", "supervisor"),
+        ("merge-queue", "merge-queue"),
+        ("Quick", "worker"),
+    ]
+    assert pause.status_code == 201, pause.text
+    assert pause.json()["from"] == "alice"
+    assert wrong_type.status_code == 400
+    assert nudge_all.status_code == 201, nudge_all.text
+    assert agents_after["merge-queue"]["status"] == "paused"

@@ -14,7 +14,19 @@ from cocopilot.settings import Settings, get_settings
 from cocopilot.timeutil import now_iso
 from services.api.errors import install_error_handlers
 from services.api.limits import BodySizeLimit
-from services.api.routes import health, metrics, repositories, status, webhooks, workers
+from services.api.request_metrics import install_request_metrics
+from services.api.routes import (
+    agents,
+    config,
+    events,
+    health,
+    metrics,
+    prometheus,
+    repositories,
+    status,
+    webhooks,
+    workers,
+)
 from services.api.security import require_token
 from services.api.state import ApiState
 
@@ -61,10 +73,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or get_settings()
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
+    install_request_metrics(app)
 
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
-    for module in (workers, repositories, webhooks, status, metrics):
+    for module in (workers, repositories, agents, config, webhooks, status, metrics, events):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
+    app.include_router(prometheus.router)
     return app

@@ -7,16 +7,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cocopilot import bus, keys, store
-from cocopilot.commands import SpawnWorker
+from cocopilot import bus, keys, store, subjects
+from cocopilot.commands import DEFAULT_NUDGE, AgentMessage, Nudge, SpawnWorker
 from cocopilot.config import load_config
-from cocopilot.errors import Conflict, InvalidRequest, NotFound
+from cocopilot.errors import CocopilotError, Conflict, InvalidRequest, NotFound
 from cocopilot.events import Event, EventType
 from cocopilot.models import ACTIVE_STATUSES, Repository, Worker, WorkerStatus
 from cocopilot.service import ServiceContext
 from cocopilot.timeutil import now_iso
 from cocopilot.validation import check_name
 from services.workers import git
+from services.workers.agents import Agents
 from services.workers.candy import candy_name
 from services.workers.process import AgentProcess, process_start_time, stop_leftover
 from services.workers.repositories import RepositoryManager
@@ -41,6 +42,7 @@ class WorkerManager:
         self.store = WorkerStore(context.redis)
         self.repositories = RepositoryManager(context, self.store)
         self.profiles = load_profiles(context.settings)
+        self.agents = Agents(context.redis, self.nudge_all)
         self.runs: dict[str, asyncio.Task[None]] = {}
         self.processes: dict[str, AgentProcess] = {}
 
@@ -261,6 +263,71 @@ class WorkerManager:
             log.warning(
                 "worktree cleanup failed", extra={"worker": worker.name, "error": exc.message}
             )
+
+    # Input to a running agent
+
+    async def nudge(self, payload: dict[str, Any]) -> dict[str, Any]:
+        name = check_name(str(payload.get("name", "")), "name")
+        request = Nudge.model_validate(payload.get("body") or {})
+        text = request.message or DEFAULT_NUDGE
+        worker = await self._type_into(name, text)
+        data = {"worker": worker.name, "message": text, "by": str(payload.get("by", "api"))}
+        event = Event(type=EventType.WORKER_NUDGED, repoName=worker.repo_name, data=data)
+        await bus.publish_event(self.context.nats, event)
+        return {"name": worker.name, "message": text, "nudgedAt": event.time}
+
+    async def message(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Type a ``text`` message into a worker's session and keep it in the worker's inbox."""
+        name = check_name(str(payload.get("name", "")), "name")
+        message = AgentMessage.model_validate(payload.get("body") or {})
+        if message.type != "text" or message.text is None:
+            raise InvalidRequest(f"worker agents take only text messages, not {message.type!r}")
+        worker = await self._type_into(name, message.text)
+        record = await self.agents.store_message(
+            worker.repo_name, worker.name, message, {"delivered": True}
+        )
+        event = Event(type=EventType.AGENT_MESSAGE, repoName=worker.repo_name, data=record)
+        await bus.publish_event(self.context.nats, event)
+        return record
+
+    async def _type_into(self, name: str, text: str) -> Worker:
+        worker = await store.get_worker(self.redis, name)
+        agent = self.processes.get(name)
+        if agent is None or worker.status not in ACTIVE_STATUSES:
+            raise Conflict(f'Worker "{name}" is {worker.status}; only a running agent takes input')
+        agent.write_input(text)
+        log.info("input typed into agent", extra={"worker": name, "bytes": len(text.encode())})
+        return worker
+
+    async def nudge_all(self, repo_name: str, text: str | None) -> int:
+        """Nudge every active worker of a repository, on whichever replica runs it; return how
+        many took the nudge."""
+        nudged = 0
+        for worker in await store.list_workers(self.redis, repo_name):
+            if worker.status not in ACTIVE_STATUSES:
+                continue
+            subject = subjects.worker_command(worker.instance_id, "nudge")
+            payload = {"name": worker.name, "body": {"message": text}, "by": "supervisor"}
+            try:
+                await bus.request(
+                    self.context.nats, subject, payload, self.settings.command_timeout_s
+                )
+                nudged += 1
+            except CocopilotError as exc:
+                log.warning("nudge failed", extra={"worker": worker.name, "error": exc.message})
+        return nudged
+
+    async def message_built_in(self, payload: dict[str, Any]) -> dict[str, Any]:
+        repo_name = check_name(str(payload.get("repoName", "")), "repoName")
+        agent_name = str(payload.get("agent", ""))
+        message = AgentMessage.model_validate(payload.get("body") or {})
+        record = await self.agents.message_built_in(repo_name, agent_name, message)
+        event = Event(type=EventType.AGENT_MESSAGE, repoName=repo_name, data=record)
+        await bus.publish_event(self.context.nats, event)
+        return record
+
+    async def list_agents(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self.agents.list(check_name(str(payload.get("repoName", "")), "repoName"))
 
     # Restart and shutdown
 

@@ -29,8 +29,14 @@ async def start(context: ServiceContext) -> None:
         (subjects.STOP_ORPHANED_WORKER, manager.stop_orphaned, subjects.WORKERS_QUEUE),
         (subjects.ADD_REPOSITORY, manager.repositories.add, subjects.WORKERS_QUEUE),
         (subjects.REMOVE_REPOSITORY, manager.repositories.remove, subjects.WORKERS_QUEUE),
-        (subjects.stop_worker(context.settings.instance_id), manager.stop, ""),
+        (subjects.LIST_AGENTS, manager.list_agents, subjects.WORKERS_QUEUE),
+        (subjects.MESSAGE_BUILT_IN_AGENT, manager.message_built_in, subjects.WORKERS_QUEUE),
     ]
+    instance_handlers = {"stop": manager.stop, "nudge": manager.nudge, "message": manager.message}
+    for action, handler in instance_handlers.items():
+        handlers.append(
+            (subjects.worker_command(context.settings.instance_id, action), handler, "")
+        )
     for subject, handler, queue in handlers:
         await bus.serve_command(context.nats, subject, handler, queue=queue)
     _background.append(asyncio.create_task(manager.watch_orphans()))

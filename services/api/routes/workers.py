@@ -3,10 +3,11 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
+from pydantic import BaseModel, Field
 
 from cocopilot import store, subjects
-from cocopilot.commands import SpawnWorker, WorkerSpec
-from cocopilot.errors import NotFound, ServiceUnavailable
+from cocopilot.commands import DEFAULT_NUDGE, Nudge, SpawnWorker, WorkerSpec
+from cocopilot.errors import ServiceUnavailable
 from cocopilot.models import WorkerView
 from services.api.errors import error_responses
 from services.api.state import ApiState, get_state
@@ -26,7 +27,7 @@ async def spawn(state: ApiState, request: SpawnWorker) -> WorkerView:
 async def stop(state: ApiState, name: str) -> None:
     worker = await store.get_worker(state.redis, name)
     try:
-        await state.command(subjects.stop_worker(worker.instance_id), {"name": name})
+        await state.command(subjects.worker_command(worker.instance_id, "stop"), {"name": name})
     except ServiceUnavailable:
         # The replica that ran the worker is gone; any replica can clean up after it.
         await state.command(subjects.STOP_ORPHANED_WORKER, {"name": name})
@@ -63,14 +64,6 @@ async def delete_worker(name: str, state: State) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def get_repository_worker(state: ApiState, repo_name: str, worker_name: str) -> WorkerView:
-    await store.get_repository(state.redis, repo_name)
-    worker = await store.find_worker(state.redis, worker_name)
-    if worker is None or worker.repo_name != repo_name:
-        raise NotFound(f'Worker "{worker_name}" not found in repository "{repo_name}"')
-    return worker.view()
-
-
 @router.post(
     "/repositories/{repoName}/workers",
     status_code=status.HTTP_201_CREATED,
@@ -101,12 +94,12 @@ async def list_repository_workers(repo_name: RepoNameParam, state: State) -> lis
     summary="Get a repository's worker",
     responses=error_responses(404),
 )
-async def get_repository_worker_route(
+async def get_repository_worker(
     repo_name: RepoNameParam,
     worker_name: WorkerNameParam,
     state: State,
 ) -> WorkerView:
-    return await get_repository_worker(state, repo_name, worker_name)
+    return (await store.get_repository_worker(state.redis, repo_name, worker_name)).view()
 
 
 @router.delete(
@@ -120,6 +113,31 @@ async def delete_repository_worker(
     worker_name: WorkerNameParam,
     state: State,
 ) -> Response:
-    await get_repository_worker(state, repo_name, worker_name)
+    await store.get_repository_worker(state.redis, repo_name, worker_name)
     await stop(state, worker_name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+class NudgeResult(BaseModel):
+    name: str = Field(examples=["Snickers"])
+    message: str = Field(examples=[DEFAULT_NUDGE])
+    nudged_at: str = Field(alias="nudgedAt", examples=["2026-01-28T12:30:00.000Z"])
+
+
+@router.post(
+    "/repositories/{repoName}/workers/{workerName}/nudge",
+    summary="Type a nudge into a worker's session",
+    description="The body is optional; without a message the standard nudge is sent. "
+    "409 when the worker's agent is not running.",
+    responses=error_responses(400, 404, 409, 503, 504),
+)
+async def nudge_worker(
+    repo_name: RepoNameParam,
+    worker_name: WorkerNameParam,
+    state: State,
+    body: Nudge | None = None,
+) -> NudgeResult:
+    worker = await store.get_repository_worker(state.redis, repo_name, worker_name)
+    payload = {"name": worker.name, "body": (body or Nudge()).model_dump(), "by": "api"}
+    result = await state.command(subjects.worker_command(worker.instance_id, "nudge"), payload)
+    return NudgeResult.model_validate(result)
