@@ -127,10 +127,10 @@ async def test_delete_ends_process_tree_and_keeps_branch(
             body = {"task": "Work forever", "repoName": "app", "agent": "command", "name": "Tree"}
             assert (await api.post("/api/v1/workers", json=body)).status_code == 201
             await wait_for_status(api, "Tree", "working")
-            await wait_until(lambda: _async(pids_file.exists() and pids_file.read_text()), 20)
+            await wait_until(lambda: pids_file.exists() and pids_file.read_text(), 20)
             worktree = stack.data_dir / "worktrees" / "app" / "Tree"
             clone = stack.data_dir / "repos" / "app"
-            await wait_until(lambda: _async("Start work" in _log(clone, "work/Tree")), 20)
+            await wait_until(lambda: "Start work" in _log(clone, "work/Tree"), 20)
 
             response = await api.delete("/api/v1/workers/Tree")
 
@@ -169,7 +169,7 @@ async def test_restart_fails_lost_worker(
             body = {"task": "Hang", "repoName": "app", "agent": "command", "name": "Lost"}
             assert (await api.post("/api/v1/workers", json=body)).status_code == 201
             await wait_for_status(api, "Lost", "working")
-            await wait_until(lambda: _async(pid_file.exists() and pid_file.read_text()), 20)
+            await wait_until(lambda: pid_file.exists() and pid_file.read_text(), 20)
 
             stack.stop("workers", kill=True)
             stack.start("workers")
@@ -191,10 +191,6 @@ async def test_records_survive_api_restart(api: httpx.AsyncClient, stack: Stack)
     stack.wait_healthy()
 
     assert (await api.get("/api/v1/workers/Kept")).json()["task"] == "Keep me"
-
-
-async def _async(value: object) -> object:
-    return value
 
 
 def _log(repo: Path, ref: str) -> str:

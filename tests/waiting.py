@@ -1,6 +1,7 @@
 """Waiting on a condition with a timeout, instead of a bare sleep."""
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -9,14 +10,17 @@ T = TypeVar("T")
 
 
 async def wait_until(
-    condition: Callable[[], Awaitable[T]], timeout_s: float = 10.0, interval_s: float = 0.05
+    condition: Callable[[], Awaitable[T] | T], timeout_s: float = 10.0, interval_s: float = 0.05
 ) -> T:
-    """Await ``condition`` until it returns a truthy value and return that value, or fail."""
+    """Call ``condition`` (a plain or an async function) until it returns a truthy value and
+    return that value, or fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
-        result = await condition()
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
-            return result
+            return result  # type: ignore[return-value]
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s; last value: {result!r}")
         await asyncio.sleep(interval_s)
