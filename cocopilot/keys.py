@@ -141,3 +141,7 @@ def agent_inbox(repo_name: str, agent_name: str) -> str:
 
 def agent_state(repo_name: str) -> str:
     return f"{PREFIX}:repository:{repo_name}:agents"  # hash: built-in agent -> JSON of its state
+
+
+def worker_output(name: str) -> str:
+    return f"{PREFIX}:worker:{name}:output"  # stream of the agent's output lines, capped

@@ -263,3 +263,31 @@ async def test_agents_list_and_supervisor_messages(api: httpx.AsyncClient, stack
     assert wrong_type.status_code == 400
     assert nudge_all.status_code == 201, nudge_all.text
     assert agents_after["merge-queue"]["status"] == "paused"
+
+
+async def test_logs_tail_and_stream(
+    servers: Servers, redis: Redis, nc: NATS, tmp_path: Path
+) -> None:
+    source = (
+        "import time\nfor n in range(5):\n    print(f'step {n}', flush=True)\n    time.sleep(0.2)\n"
+    )
+    with running_stack(servers, tmp_path, agent_stack_env(tmp_path, source)) as stack:
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as api:
+            await register(api, stack)
+            body = {"task": "Count", "repoName": "app", "agent": "command", "name": "Counter"}
+            assert (await api.post("/api/v1/workers", json=body)).status_code == 201
+
+            events = []
+            async with api.stream("GET", "/api/v1/workers/Counter/logs/stream?tail=100") as stream:
+                async for line in stream.aiter_lines():
+                    if line.startswith(("event:", "data:")):
+                        events.append(line)
+            await wait_for_status(api, "Counter", "completed")
+            tail = (await api.get("/api/v1/repositories/app/workers/Counter/logs?tail=2")).json()
+            missing = await api.get("/api/v1/workers/Nobody/logs")
+
+    data = [line.removeprefix("data: ") for line in events if line.startswith("data:")]
+    assert data[:5] == [f"step {n}" for n in range(5)]
+    assert events[-2:] == ["event: end", 'data: {"status": "completed"}']
+    assert tail["lines"] == ["step 3", "step 4"]
+    assert missing.status_code == 404

@@ -20,6 +20,7 @@ from services.api.routes import (
     config,
     events,
     health,
+    logs,
     metrics,
     prometheus,
     repositories,
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_request_metrics(app)
 
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
-    for module in (workers, repositories, agents, config, webhooks, status, metrics, events):
+    for module in (workers, logs, repositories, agents, config, webhooks, status, metrics, events):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

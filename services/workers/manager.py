@@ -19,6 +19,7 @@ from cocopilot.validation import check_name
 from services.workers import git
 from services.workers.agents import Agents
 from services.workers.candy import candy_name
+from services.workers.output import OutputRecorder
 from services.workers.process import AgentProcess, process_start_time, stop_leftover
 from services.workers.repositories import RepositoryManager
 from services.workers.runtimes import AgentProfile, get_profile, load_profiles
@@ -45,6 +46,7 @@ class WorkerManager:
         self.agents = Agents(context.redis, self.nudge_all)
         self.runs: dict[str, asyncio.Task[None]] = {}
         self.processes: dict[str, AgentProcess] = {}
+        self.recorders: dict[str, OutputRecorder] = {}
 
     # Spawn
 
@@ -147,6 +149,7 @@ class WorkerManager:
         )
         code = await agent.wait()
         self.processes.pop(worker.name, None)
+        await self._close_output(worker.name)
         if code == 0:
             await self._finish(worker, WorkerStatus.COMPLETED, exit_code=code)
         else:
@@ -161,8 +164,15 @@ class WorkerManager:
         assert worker.base_commit is not None
         await git.add_worktree(Path(repository.path), worktree, worker.branch, worker.base_commit)
         argv = profile.build_argv(worker.task, worker.model)
+        recorder = OutputRecorder(self.redis, worker.name)
+        self.recorders[worker.name] = recorder
         agent = await AgentProcess.start(
-            argv, worktree, self._agent_env(worker, profile), self._log_path(worker), MAX_LOG_BYTES
+            argv,
+            worktree,
+            self._agent_env(worker, profile),
+            self._log_path(worker),
+            MAX_LOG_BYTES,
+            recorder.add_line,
         )
         self.processes[worker.name] = agent
         log.info(
@@ -236,6 +246,12 @@ class WorkerManager:
         agent = self.processes.pop(name, None)
         if agent is not None:
             await agent.stop(self.settings.agent_stop_grace_s)
+        await self._close_output(name)
+
+    async def _close_output(self, name: str) -> None:
+        recorder = self.recorders.pop(name, None)
+        if recorder is not None:
+            await recorder.close()
 
     async def _remove(self, worker: Worker) -> None:
         """Remove the worktree and the record; keep the branch if it has commits of its own."""

@@ -13,6 +13,7 @@ import struct
 import termios
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -22,6 +23,7 @@ from cocopilot.errors import Conflict
 log = logging.getLogger(__name__)
 
 TAIL_LINES = 20
+LineHandler = Callable[[str], None]
 TERMINAL_ROWS, TERMINAL_COLUMNS = 40, 120
 # Output still arriving this long after the agent exited comes from a descendant that kept the
 # terminal open; it is not waited for.
@@ -36,11 +38,13 @@ class AgentProcess:
         terminal_fd: int,
         log_path: Path,
         max_log_bytes: int,
+        on_line: LineHandler,
     ) -> None:
         self.process = process
         self.pid = process.pid
         self.terminal_fd = terminal_fd
         self.max_log_bytes = max_log_bytes
+        self.on_line = on_line
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.last_output_at = time.monotonic()
         self._partial_line = b""
@@ -51,7 +55,13 @@ class AgentProcess:
 
     @classmethod
     async def start(
-        cls, argv: list[str], cwd: Path, env: dict[str, str], log_path: Path, max_log_bytes: int
+        cls,
+        argv: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        log_path: Path,
+        max_log_bytes: int,
+        on_line: LineHandler,
     ) -> "AgentProcess":
         log_path.parent.mkdir(parents=True, exist_ok=True)
         # A terminal, so interactive CLIs behave as they do for a person.
@@ -76,7 +86,7 @@ class AgentProcess:
         finally:
             os.close(agent_fd)
         os.set_blocking(terminal_fd, False)
-        return cls(process, terminal_fd, log_path, max_log_bytes)
+        return cls(process, terminal_fd, log_path, max_log_bytes, on_line)
 
     def _read_output(self) -> None:
         try:
@@ -105,7 +115,7 @@ class AgentProcess:
         lines = (self._partial_line + data).split(b"\n")
         self._partial_line = lines.pop()[-4096:]
         for line in lines:
-            self.tail.append(_plain_text(line))
+            self._add_line(_plain_text(line))
 
     def _close_output(self) -> None:
         if self._output_closed.is_set():
@@ -113,9 +123,13 @@ class AgentProcess:
         asyncio.get_running_loop().remove_reader(self.terminal_fd)
         os.close(self.terminal_fd)
         if self._partial_line:
-            self.tail.append(_plain_text(self._partial_line))
+            self._add_line(_plain_text(self._partial_line))
         self._log_file.close()
         self._output_closed.set()
+
+    def _add_line(self, line: str) -> None:
+        self.tail.append(line)
+        self.on_line(line)
 
     def write_input(self, text: str) -> None:
         """Type ``text`` into the agent's terminal and press Enter."""

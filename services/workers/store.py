@@ -42,10 +42,12 @@ end
 return 1
 """
 
-# KEYS: worker, all workers, all active, repository workers, repository active. ARGV: name
+# KEYS: worker, all workers, all active, repository workers, repository active, output.
+# ARGV: name
 _DELETE_WORKER = """
 local removed = redis.call('DEL', KEYS[1])
 for i = 2, 5 do redis.call('SREM', KEYS[i], ARGV[1]) end
+redis.call('DEL', KEYS[6])
 return removed
 """
 
@@ -122,6 +124,7 @@ class WorkerStore:
             keys.ACTIVE_WORKERS,
             keys.repository_workers(worker.repo_name),
             keys.repository_active_workers(worker.repo_name),
+            keys.worker_output(worker.name),
         ]
         return bool(await self._delete(keys=keys_, args=[worker.name]))
 
