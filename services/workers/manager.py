@@ -23,16 +23,13 @@ from services.workers.output import OutputRecorder
 from services.workers.process import AgentProcess, process_start_time, stop_leftover
 from services.workers.repositories import RepositoryManager
 from services.workers.runtimes import AgentProfile, get_profile, load_profiles
+from services.workers.status import WorkerUpdater
 from services.workers.store import WorkerStore
 
 log = logging.getLogger(__name__)
 
 ORPHAN_SCAN_INTERVAL_S = 30.0
 MAX_LOG_BYTES = 64 * 1024 * 1024
-STATUS_EVENTS = {
-    WorkerStatus.COMPLETED: EventType.WORKER_COMPLETED,
-    WorkerStatus.FAILED: EventType.WORKER_FAILED,
-}
 
 
 class WorkerManager:
@@ -41,6 +38,7 @@ class WorkerManager:
         self.settings = context.settings
         self.redis = context.redis
         self.store = WorkerStore(context.redis)
+        self.updater = WorkerUpdater(self.store, context.nats)
         self.repositories = RepositoryManager(context, self.store)
         self.profiles = load_profiles(context.settings)
         self.agents = Agents(context.redis, self.nudge_all)
@@ -63,7 +61,7 @@ class WorkerManager:
             )
 
         worker = await self._insert(request, repository, profile, base_branch, base[1])
-        await self._publish(EventType.WORKER_CREATED, worker)
+        await self.updater.publish(EventType.WORKER_CREATED, worker)
         log.info("worker created", extra={"worker": worker.name, "repo": worker.repo_name})
         self.runs[worker.name] = asyncio.create_task(self._run(worker, profile))
         return worker.view().to_dict()
@@ -136,14 +134,19 @@ class WorkerManager:
         try:
             agent = await self._start_agent(worker, profile)
         except git.GitError as exc:
-            await self._finish(worker, WorkerStatus.FAILED, f"could not create the worktree: {exc}")
+            await self._finish(
+                worker.name, WorkerStatus.FAILED, f"could not create the worktree: {exc}"
+            )
             return
         except OSError as exc:
-            await self._finish(worker, WorkerStatus.FAILED, f"could not start the agent: {exc}")
+            await self._finish(
+                worker.name, WorkerStatus.FAILED, f"could not start the agent: {exc}"
+            )
             return
-        worker = await self._set_status(
-            worker,
-            WorkerStatus.WORKING,
+        await self.updater.update(
+            worker.name,
+            ACTIVE_STATUSES,
+            status=WorkerStatus.WORKING,
             agent_pid=agent.pid,
             agent_started_at=process_start_time(agent.pid),
         )
@@ -151,12 +154,12 @@ class WorkerManager:
         self.processes.pop(worker.name, None)
         await self._close_output(worker.name)
         if code == 0:
-            await self._finish(worker, WorkerStatus.COMPLETED, exit_code=code)
+            await self._finish(worker.name, WorkerStatus.COMPLETED, exit_code=code)
         else:
             reason = f"agent exited with code {code}"
             if agent.last_line():
                 reason += f": {agent.last_line()}"
-            await self._finish(worker, WorkerStatus.FAILED, reason, exit_code=code)
+            await self._finish(worker.name, WorkerStatus.FAILED, reason, exit_code=code)
 
     async def _start_agent(self, worker: Worker, profile: AgentProfile) -> AgentProcess:
         repository = await store.get_repository(self.redis, worker.repo_name)
@@ -200,26 +203,18 @@ class WorkerManager:
 
     # Status
 
-    async def _set_status(self, worker: Worker, status: WorkerStatus, **changes: Any) -> Worker:
-        updated = worker.model_copy(update={"status": status, "updated_at": now_iso(), **changes})
-        if await self.store.update_worker(updated, expected=worker.status):
-            await self._publish(STATUS_EVENTS.get(status, EventType.WORKER_UPDATED), updated)
-            log.info("worker status changed", extra={"worker": worker.name, "status": str(status)})
-        return updated
-
     async def _finish(
         self,
-        worker: Worker,
+        name: str,
         status: WorkerStatus,
         error: str | None = None,
         exit_code: int | None = None,
     ) -> None:
-        await self._set_status(worker, status, error=error, exit_code=exit_code)
-        self.runs.pop(worker.name, None)
-
-    async def _publish(self, event_type: EventType, worker: Worker) -> None:
-        event = Event(type=event_type, repoName=worker.repo_name, data=worker.view().to_dict())
-        await bus.publish_event(self.context.nats, event)
+        """Record how the agent ended, unless the worker already ended another way."""
+        await self.updater.update(
+            name, ACTIVE_STATUSES, status=status, error=error, exit_code=exit_code
+        )
+        self.runs.pop(name, None)
 
     # Stop
 
@@ -260,7 +255,7 @@ class WorkerManager:
             await self._remove_worktree(worker, Path(repository.path))
         if await self.store.delete_worker(worker):
             removed = worker.model_copy(update={"updated_at": now_iso()})
-            await self._publish(EventType.WORKER_REMOVED, removed)
+            await self.updater.publish(EventType.WORKER_REMOVED, removed)
             log.info("worker removed", extra={"worker": worker.name, "repo": worker.repo_name})
 
     async def _remove_worktree(self, worker: Worker, repo: Path) -> None:
@@ -377,7 +372,9 @@ class WorkerManager:
             if await stop_leftover(worker.agent_pid, worker.agent_started_at, grace_s):
                 log.warning("ended a leftover agent", extra={"worker": worker.name})
         reason = "agent process lost: the workers service that ran it stopped"
-        await self._set_status(worker, WorkerStatus.FAILED, error=reason)
+        await self.updater.update(
+            worker.name, ACTIVE_STATUSES, status=WorkerStatus.FAILED, error=reason
+        )
 
     async def watch_orphans(self) -> None:
         while True:
@@ -390,8 +387,8 @@ class WorkerManager:
     async def shutdown(self) -> None:
         """Stop every agent this instance runs and mark its worker failed with the reason."""
         for name in list(self.runs):
-            worker = await store.find_worker(self.redis, name)
             await self._stop_agent(name)
-            if worker is not None and worker.status in ACTIVE_STATUSES:
-                reason = "agent stopped: the workers service shut down"
-                await self._set_status(worker, WorkerStatus.FAILED, error=reason)
+            reason = "agent stopped: the workers service shut down"
+            await self.updater.update(
+                name, ACTIVE_STATUSES, status=WorkerStatus.FAILED, error=reason
+            )

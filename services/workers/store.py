@@ -5,7 +5,7 @@ from redis.asyncio import Redis
 
 from cocopilot import keys
 from cocopilot.errors import Conflict, NotFound
-from cocopilot.models import ACTIVE_STATUSES, Repository, Worker, WorkerStatus
+from cocopilot.models import ACTIVE_STATUSES, Repository, Worker
 
 # KEYS: worker, all workers, active workers, repository, repository workers, repository active
 # ARGV: name, worker JSON, per-repository limit, global limit (0: none)
@@ -24,13 +24,11 @@ redis.call('SADD', KEYS[6], ARGV[1])
 return 'ok'
 """
 
-# KEYS: worker, all active, repository active. ARGV: name, worker JSON, is active (1/0),
-# expected current status ('' for any).
-# Returns 0 when the worker is gone (deleted meanwhile) or not in the expected status.
-_UPDATE_WORKER = """
-local current = redis.call('GET', KEYS[1])
-if not current then return 0 end
-if ARGV[4] ~= '' and cjson.decode(current)['status'] ~= ARGV[4] then return 0 end
+# KEYS: worker, all active, repository active. ARGV: name, new JSON, is active (1/0), the JSON
+# this change was made from. Returns 0 when the stored record is no longer that JSON (changed or
+# deleted meanwhile), so no update is ever made from a stale copy.
+_REPLACE_WORKER = """
+if redis.call('GET', KEYS[1]) ~= ARGV[4] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2])
 if ARGV[3] == '1' then
   redis.call('SADD', KEYS[2], ARGV[1])
@@ -74,7 +72,7 @@ class WorkerStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._create = redis.register_script(_CREATE_WORKER)
-        self._update = redis.register_script(_UPDATE_WORKER)
+        self._replace = redis.register_script(_REPLACE_WORKER)
         self._delete = redis.register_script(_DELETE_WORKER)
         self._add_repository = redis.register_script(_ADD_REPOSITORY)
         self._remove_repository = redis.register_script(_REMOVE_REPOSITORY)
@@ -106,16 +104,21 @@ class WorkerStore:
                 "wait for one to finish or stop one"
             )
 
-    async def update_worker(self, worker: Worker, expected: WorkerStatus | None = None) -> bool:
-        """Store ``worker`` if it still exists (and is in status ``expected``, if given)."""
+    async def read_worker(self, name: str) -> tuple[Worker, str] | None:
+        """Return a worker and its stored JSON, for a later ``replace_worker``."""
+        raw = await self.redis.get(keys.worker(name))
+        return (Worker.model_validate_json(raw), str(raw)) if raw else None
+
+    async def replace_worker(self, worker: Worker, previous_json: str) -> bool:
+        """Store ``worker`` if the stored record is still ``previous_json``."""
         keys_ = [
             keys.worker(worker.name),
             keys.ACTIVE_WORKERS,
             keys.repository_active_workers(worker.repo_name),
         ]
         active = "1" if worker.status in ACTIVE_STATUSES else "0"
-        args = [worker.name, worker.to_json(), active, expected or ""]
-        return bool(await self._update(keys=keys_, args=args))
+        args = [worker.name, worker.to_json(), active, previous_json]
+        return bool(await self._replace(keys=keys_, args=args))
 
     async def delete_worker(self, worker: Worker) -> bool:
         keys_ = [
