@@ -1,11 +1,24 @@
 """Global configuration: stored in Redis, read by every service when it needs a value, so a
 change applies without a restart."""
 
-from pydantic import ConfigDict, Field
+from functools import partial
+from typing import Annotated
+
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
 from redis.asyncio import Redis
 
 from cocopilot import keys
+from cocopilot.commands import NAME_SCHEMA
 from cocopilot.models import CamelModel
+from cocopilot.validation import check_name
+
+# Upper bound of the settings in seconds: a larger value cannot mean anything useful, and one
+# past what a timer takes would make the services fail when they apply it.
+MAX_SECONDS = 30 * 24 * 3600
+
+AgentName = Annotated[
+    str, AfterValidator(partial(check_name, field="defaultAgent")), WithJsonSchema(NAME_SCHEMA)
+]
 
 
 class GlobalConfig(CamelModel):
@@ -18,8 +31,32 @@ class GlobalConfig(CamelModel):
     max_workers: int = Field(
         default=0, ge=0, le=100_000, description="Active workers allowed in all; 0 for no limit"
     )
-    default_agent: str = Field(
-        default="demo", description="Agent profile for spawns that name none"
+    default_agent: AgentName = Field(
+        default="demo", description="Agent profile for spawns that name none", examples=["demo"]
+    )
+    stuck_after: int = Field(
+        default=15 * 60,
+        ge=1,
+        le=MAX_SECONDS,
+        description="Seconds with no output and no commit after which a worker is stuck",
+    )
+    supervisor_nudge_interval: int = Field(
+        default=5 * 60,
+        ge=1,
+        le=MAX_SECONDS,
+        description="Seconds between the supervisor's nudges of a stuck worker",
+    )
+    supervisor_max_nudges: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Nudges of a stuck worker before the supervisor marks it failed",
+    )
+    worker_timeout: int = Field(
+        default=4 * 3600,
+        ge=1,
+        le=MAX_SECONDS,
+        description="Seconds a worker may run before it is stopped as failed",
     )
 
 

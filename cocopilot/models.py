@@ -41,6 +41,10 @@ class WorkerView(CamelModel):
     agent: str = Field(examples=["demo"])
     model: str | None = Field(default=None, examples=["claude-sonnet-4-5"])
     error: str | None = Field(default=None, description="Why the worker failed.")
+    waiting_for_input: bool = Field(
+        default=False, description="The agent shows a prompt and has printed nothing since."
+    )
+    nudge_count: int = Field(default=0, description="Nudges typed into the session so far.")
     exit_code: int | None = None
     created_at: str = Field(examples=["2026-01-28T12:00:00.000Z"])
     updated_at: str = Field(examples=["2026-01-28T12:05:00.000Z"])
@@ -67,6 +71,11 @@ class RepositoryView(CamelModel):
     name: str = Field(examples=["my-app"])
     url: str = Field(examples=["https://github.com/octo/my-app.git"])
     default_branch: str = Field(examples=["main"])
+    default_agent: str | None = Field(
+        default=None,
+        description="Agent of this repository's spawns that name none",
+        examples=["claude"],
+    )
     created_at: str = Field(examples=["2026-01-28T11:00:00.000Z"])
 
 

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # argv template of the ``command`` agent profile, as a JSON list, for example
     # ["claude", "-p", "{task}", "--model", "{model}"].
     agent_command: list[str] = []
+    # argv template that continues the ``command`` agent's session after a restart, if it can.
+    agent_resume_command: list[str] = []
     demo_agent_delay_s: float = 1.0
 
     # webhooks

@@ -88,6 +88,9 @@ async def branch_exists(repo: Path, branch: str) -> bool:
 
 async def add_worktree(repo: Path, path: Path, branch: str, start_commit: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A worktree folder deleted by hand stays registered until pruned, and git then refuses to
+    # add another worktree at the same path.
+    await git("worktree", "prune", cwd=repo)
     await git("worktree", "add", "-b", branch, "--", str(path), start_commit, cwd=repo)
 
 

@@ -52,7 +52,8 @@ class WorkerManager:
         request = SpawnWorker.model_validate(payload)
         repository = await store.get_repository(self.redis, request.repo_name)
         config = await load_config(self.redis)
-        profile = get_profile(self.profiles, request.agent or config.default_agent)
+        agent = request.agent or repository.default_agent or config.default_agent
+        profile = get_profile(self.profiles, agent)
         base_branch = request.branch or repository.default_branch
         base = await git.resolve_branch(Path(repository.path), base_branch)
         if base is None:
@@ -130,9 +131,9 @@ class WorkerManager:
 
     # Run
 
-    async def _run(self, worker: Worker, profile: AgentProfile) -> None:
+    async def _run(self, worker: Worker, profile: AgentProfile, resume: bool = False) -> None:
         try:
-            agent = await self._start_agent(worker, profile)
+            agent = await self._start_agent(worker, profile, resume)
         except git.GitError as exc:
             await self._finish(
                 worker.name, WorkerStatus.FAILED, f"could not create the worktree: {exc}"
@@ -161,12 +162,17 @@ class WorkerManager:
                 reason += f": {agent.last_line()}"
             await self._finish(worker.name, WorkerStatus.FAILED, reason, exit_code=code)
 
-    async def _start_agent(self, worker: Worker, profile: AgentProfile) -> AgentProcess:
-        repository = await store.get_repository(self.redis, worker.repo_name)
+    async def _start_agent(
+        self, worker: Worker, profile: AgentProfile, resume: bool
+    ) -> AgentProcess:
         worktree = Path(worker.worktree)
-        assert worker.base_commit is not None
-        await git.add_worktree(Path(repository.path), worktree, worker.branch, worker.base_commit)
-        argv = profile.build_argv(worker.task, worker.model)
+        if not resume:
+            repository = await store.get_repository(self.redis, worker.repo_name)
+            assert worker.base_commit is not None
+            await git.add_worktree(
+                Path(repository.path), worktree, worker.branch, worker.base_commit
+            )
+        argv = profile.build_argv(worker.task, worker.model, resume)
         recorder = OutputRecorder(self.redis, worker.name)
         self.recorders[worker.name] = recorder
         agent = await AgentProcess.start(
@@ -243,6 +249,14 @@ class WorkerManager:
             await agent.stop(self.settings.agent_stop_grace_s)
         await self._close_output(name)
 
+    async def end_agent(self, name: str, reason: str) -> None:
+        """Fail a worker with ``reason`` and stop its agent, keeping worktree and record."""
+        await self.updater.update(name, ACTIVE_STATUSES, status=WorkerStatus.FAILED, error=reason)
+        agent = self.processes.get(name)
+        if agent is not None:
+            log.warning("stopping agent", extra={"worker": name, "reason": reason})
+            await agent.stop(self.settings.agent_stop_grace_s)
+
     async def _close_output(self, name: str) -> None:
         recorder = self.recorders.pop(name, None)
         if recorder is not None:
@@ -282,6 +296,7 @@ class WorkerManager:
         request = Nudge.model_validate(payload.get("body") or {})
         text = request.message or DEFAULT_NUDGE
         worker = await self._type_into(name, text)
+        await self.updater.update(name, nudge_count=worker.nudge_count + 1)
         data = {"worker": worker.name, "message": text, "by": str(payload.get("by", "api"))}
         event = Event(type=EventType.WORKER_NUDGED, repoName=worker.repo_name, data=data)
         await bus.publish_event(self.context.nats, event)
@@ -306,9 +321,18 @@ class WorkerManager:
         agent = self.processes.get(name)
         if agent is None or worker.status not in ACTIVE_STATUSES:
             raise Conflict(f'Worker "{name}" is {worker.status}; only a running agent takes input')
+        if not self.takes_input(worker):
+            raise Conflict(
+                f'Worker "{name}" runs the {worker.agent} agent, which does not read input '
+                "while it runs"
+            )
         agent.write_input(text)
         log.info("input typed into agent", extra={"worker": name, "bytes": len(text.encode())})
         return worker
+
+    def takes_input(self, worker: Worker) -> bool:
+        profile = self.profiles.get(worker.agent)
+        return profile is not None and profile.input == "terminal"
 
     async def nudge_all(self, repo_name: str, text: str | None) -> int:
         """Nudge every active worker of a repository, on whichever replica runs it; return how
@@ -343,16 +367,37 @@ class WorkerManager:
     # Restart and shutdown
 
     async def recover(self) -> None:
-        """Fail every active worker that nothing runs any more: this instance's, since it just
-        started with no agents, and those of instances whose heartbeat has expired."""
+        """Take over every active worker that nothing runs any more: this instance's, since it
+        just started with no agents, and those of instances whose heartbeat has expired. Own
+        workers whose agent can continue its session are resumed; the others fail."""
         for name in await self.store.active_worker_names():
             worker = await store.find_worker(self.redis, name)
             if worker is None or name in self.runs:
                 continue
-            if worker.instance_id == self.settings.instance_id or not await self._instance_alive(
-                worker
-            ):
+            if worker.instance_id == self.settings.instance_id:
+                await self._end_leftover(worker)
+                if not await self._resume(worker):
+                    await self._fail_lost(worker)
+            elif not await self._instance_alive(worker):
+                await self._end_leftover(worker)
                 await self._fail_lost(worker)
+
+    async def _resume(self, worker: Worker) -> bool:
+        profile = self.profiles.get(worker.agent)
+        worktree_exists = await asyncio.to_thread(Path(worker.worktree).is_dir)
+        if profile is None or not profile.resume_argv or not worktree_exists:
+            return False
+        log.info("resuming agent", extra={"worker": worker.name, "agent": profile.name})
+        self.runs[worker.name] = asyncio.create_task(self._run(worker, profile, resume=True))
+        return True
+
+    async def _end_leftover(self, worker: Worker) -> None:
+        """End an agent that outlived the service that started it (possible outside a
+        container), so it cannot run on unseen."""
+        if worker.agent_pid and worker.agent_started_at:
+            grace_s = self.settings.agent_stop_grace_s
+            if await stop_leftover(worker.agent_pid, worker.agent_started_at, grace_s):
+                log.warning("ended a leftover agent", extra={"worker": worker.name})
 
     async def _instance_alive(self, worker: Worker) -> bool:
         return bool(await self.redis.exists(keys.service_heartbeat("workers", worker.instance_id)))
@@ -366,11 +411,6 @@ class WorkerManager:
                 "pid": worker.agent_pid,
             },
         )
-        if worker.agent_pid and worker.agent_started_at:
-            # Outside a container an agent can outlive the service; it must not run on unseen.
-            grace_s = self.settings.agent_stop_grace_s
-            if await stop_leftover(worker.agent_pid, worker.agent_started_at, grace_s):
-                log.warning("ended a leftover agent", extra={"worker": worker.name})
         reason = "agent process lost: the workers service that ran it stopped"
         await self.updater.update(
             worker.name, ACTIVE_STATUSES, status=WorkerStatus.FAILED, error=reason
@@ -385,9 +425,14 @@ class WorkerManager:
                 log.exception("orphan scan failed")
 
     async def shutdown(self) -> None:
-        """Stop every agent this instance runs and mark its worker failed with the reason."""
+        """Stop every agent this instance runs. Workers whose agent can resume stay active, for
+        the service to resume when it starts again; the others fail with the reason."""
         for name in list(self.runs):
+            worker = await store.find_worker(self.redis, name)
             await self._stop_agent(name)
+            profile = self.profiles.get(worker.agent) if worker else None
+            if profile is not None and profile.resume_argv:
+                continue
             reason = "agent stopped: the workers service shut down"
             await self.updater.update(
                 name, ACTIVE_STATUSES, status=WorkerStatus.FAILED, error=reason

@@ -68,6 +68,10 @@ class AgentProcess:
         terminal_fd, agent_fd = pty.openpty()
         size = struct.pack("HHHH", TERMINAL_ROWS, TERMINAL_COLUMNS, 0, 0)
         fcntl.ioctl(agent_fd, termios.TIOCSWINSZ, size)
+        # No echo: text typed into the session must not count as the agent's own output.
+        attributes = termios.tcgetattr(agent_fd)
+        attributes[3] &= ~termios.ECHO
+        termios.tcsetattr(agent_fd, termios.TCSANOW, attributes)
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,

@@ -49,6 +49,7 @@ class RepositoryManager:
         name = request.name or check_name(name_from_url(url), "name (from the URL)")
         async with self._reservation(name):
             repository = await self._clone(name, url, request.default_branch)
+            repository.default_agent = request.default_agent
             await self.store.add_repository(repository)
         await bus.publish_event(
             self.context.nats,

@@ -12,6 +12,7 @@ from typing import Any
 from cocopilot import bus, subjects
 from cocopilot.service import ServiceContext
 from services.workers.manager import WorkerManager
+from services.workers.supervision import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ async def start(context: ServiceContext) -> None:
     for subject, handler, queue in handlers:
         await bus.serve_command(context.nats, subject, handler, queue=queue)
     _background.append(asyncio.create_task(manager.watch_orphans()))
+    _background.append(asyncio.create_task(Supervisor(manager).run()))
 
 
 async def stop(context: ServiceContext) -> None:
