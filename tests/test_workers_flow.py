@@ -1,6 +1,7 @@
 """A worker's life through the api, with all four services running as processes."""
 
 import os
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -291,3 +292,76 @@ async def test_logs_tail_and_stream(
     assert events[-2:] == ["event: end", 'data: {"status": "completed"}']
     assert tail["lines"] == ["step 3", "step 4"]
     assert missing.status_code == 404
+
+
+RESUMABLE_AGENT = """
+import sys, time
+if sys.argv[1] == "--resume":
+    print("resumed:", sys.argv[2], flush=True)
+    sys.exit(0)
+print("first run", flush=True)
+time.sleep(600)
+"""
+
+
+async def test_restart_resumes_resumable_agent(
+    servers: Servers, redis: Redis, nc: NATS, tmp_path: Path
+) -> None:
+    script = tmp_path / "agent.py"
+    script.write_text(RESUMABLE_AGENT)
+    env = {
+        "COCOPILOT_AGENT_COMMAND": f'["python3", "{script}", "{{task}}"]',
+        "COCOPILOT_AGENT_RESUME_COMMAND": f'["python3", "{script}", "--resume", "{{task}}"]',
+    }
+    with running_stack(servers, tmp_path, env) as stack:
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as api:
+            await register(api, stack)
+            body = {"task": "Long job", "repoName": "app", "agent": "command", "name": "Phoenix"}
+            assert (await api.post("/api/v1/workers", json=body)).status_code == 201
+            await wait_for_status(api, "Phoenix", "working")
+
+            stack.stop("workers", kill=True)
+            stack.start("workers")
+
+            worker = await wait_for_status(api, "Phoenix", "completed")
+            logs = (await api.get("/api/v1/workers/Phoenix/logs")).json()
+
+    assert worker["exitCode"] == 0
+    assert logs["lines"][-1] == "resumed: Long job"
+
+
+async def test_worktree_removed_by_hand_is_pruned(api: httpx.AsyncClient, stack: Stack) -> None:
+    await register(api, stack)
+    body = {"task": "Note", "repoName": "app", "name": "Reuse"}
+    assert (await api.post("/api/v1/workers", json=body)).status_code == 201
+    await wait_for_status(api, "Reuse", "completed")
+    clone = stack.data_dir / "repos" / "app"
+    run_git(clone, "update-ref", "refs/heads/work/Reuse", "refs/remotes/origin/main")
+    shutil.rmtree(stack.data_dir / "worktrees" / "app" / "Reuse")
+
+    removed = await api.delete("/api/v1/workers/Reuse")
+    again = await api.post("/api/v1/workers", json=body)
+    await wait_for_status(api, "Reuse", "completed")
+
+    assert removed.status_code == 204
+    assert again.status_code == 201, again.text
+    assert "Reuse" in run_git(clone, "worktree", "list")
+
+
+async def test_restart_prunes_orphaned_worktree(
+    api: httpx.AsyncClient, stack: Stack, redis: Redis
+) -> None:
+    await register(api, stack)
+    body = {"task": "Note", "repoName": "app", "name": "Orphan"}
+    assert (await api.post("/api/v1/workers", json=body)).status_code == 201
+    await wait_for_status(api, "Orphan", "completed")
+    # A stop that deleted the record and died before it removed the worktree.
+    await redis.delete("cocopilot:worker:Orphan")
+    worktree = stack.data_dir / "worktrees" / "app" / "Orphan"
+
+    stack.stop("workers")
+    stack.start("workers")
+    stack.wait_healthy()
+
+    assert not worktree.exists()
+    assert "Orphan" not in run_git(stack.data_dir / "repos" / "app", "worktree", "list")

@@ -20,7 +20,7 @@ from services.workers import git
 from services.workers.agents import Agents
 from services.workers.candy import candy_name
 from services.workers.output import OutputRecorder
-from services.workers.process import AgentProcess, process_start_time, stop_leftover
+from services.workers.process import AgentProcess, process_start_time
 from services.workers.repositories import RepositoryManager
 from services.workers.runtimes import AgentProfile, get_profile, load_profiles
 from services.workers.status import WorkerUpdater
@@ -28,7 +28,6 @@ from services.workers.store import WorkerStore
 
 log = logging.getLogger(__name__)
 
-ORPHAN_SCAN_INTERVAL_S = 30.0
 MAX_LOG_BYTES = 64 * 1024 * 1024
 
 
@@ -64,7 +63,7 @@ class WorkerManager:
         worker = await self._insert(request, repository, profile, base_branch, base[1])
         await self.updater.publish(EventType.WORKER_CREATED, worker)
         log.info("worker created", extra={"worker": worker.name, "repo": worker.repo_name})
-        self.runs[worker.name] = asyncio.create_task(self._run(worker, profile))
+        self.runs[worker.name] = asyncio.create_task(self.run(worker, profile))
         return worker.view().to_dict()
 
     async def _insert(
@@ -131,7 +130,9 @@ class WorkerManager:
 
     # Run
 
-    async def _run(self, worker: Worker, profile: AgentProfile, resume: bool = False) -> None:
+    async def run(self, worker: Worker, profile: AgentProfile, resume: bool = False) -> None:
+        """Start the agent (in a new worktree, or resuming in its old one) and record how it
+        ends."""
         try:
             agent = await self._start_agent(worker, profile, resume)
         except git.GitError as exc:
@@ -363,77 +364,3 @@ class WorkerManager:
 
     async def list_agents(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         return await self.agents.list(check_name(str(payload.get("repoName", "")), "repoName"))
-
-    # Restart and shutdown
-
-    async def recover(self) -> None:
-        """Take over every active worker that nothing runs any more: this instance's, since it
-        just started with no agents, and those of instances whose heartbeat has expired. Own
-        workers whose agent can continue its session are resumed; the others fail."""
-        for name in await self.store.active_worker_names():
-            worker = await store.find_worker(self.redis, name)
-            if worker is None or name in self.runs:
-                continue
-            if worker.instance_id == self.settings.instance_id:
-                await self._end_leftover(worker)
-                if not await self._resume(worker):
-                    await self._fail_lost(worker)
-            elif not await self._instance_alive(worker):
-                await self._end_leftover(worker)
-                await self._fail_lost(worker)
-
-    async def _resume(self, worker: Worker) -> bool:
-        profile = self.profiles.get(worker.agent)
-        worktree_exists = await asyncio.to_thread(Path(worker.worktree).is_dir)
-        if profile is None or not profile.resume_argv or not worktree_exists:
-            return False
-        log.info("resuming agent", extra={"worker": worker.name, "agent": profile.name})
-        self.runs[worker.name] = asyncio.create_task(self._run(worker, profile, resume=True))
-        return True
-
-    async def _end_leftover(self, worker: Worker) -> None:
-        """End an agent that outlived the service that started it (possible outside a
-        container), so it cannot run on unseen."""
-        if worker.agent_pid and worker.agent_started_at:
-            grace_s = self.settings.agent_stop_grace_s
-            if await stop_leftover(worker.agent_pid, worker.agent_started_at, grace_s):
-                log.warning("ended a leftover agent", extra={"worker": worker.name})
-
-    async def _instance_alive(self, worker: Worker) -> bool:
-        return bool(await self.redis.exists(keys.service_heartbeat("workers", worker.instance_id)))
-
-    async def _fail_lost(self, worker: Worker) -> None:
-        log.warning(
-            "agent process lost",
-            extra={
-                "worker": worker.name,
-                "instance_id": worker.instance_id,
-                "pid": worker.agent_pid,
-            },
-        )
-        reason = "agent process lost: the workers service that ran it stopped"
-        await self.updater.update(
-            worker.name, ACTIVE_STATUSES, status=WorkerStatus.FAILED, error=reason
-        )
-
-    async def watch_orphans(self) -> None:
-        while True:
-            await asyncio.sleep(ORPHAN_SCAN_INTERVAL_S)
-            try:
-                await self.recover()
-            except Exception:
-                log.exception("orphan scan failed")
-
-    async def shutdown(self) -> None:
-        """Stop every agent this instance runs. Workers whose agent can resume stay active, for
-        the service to resume when it starts again; the others fail with the reason."""
-        for name in list(self.runs):
-            worker = await store.find_worker(self.redis, name)
-            await self._stop_agent(name)
-            profile = self.profiles.get(worker.agent) if worker else None
-            if profile is not None and profile.resume_argv:
-                continue
-            reason = "agent stopped: the workers service shut down"
-            await self.updater.update(
-                name, ACTIVE_STATUSES, status=WorkerStatus.FAILED, error=reason
-            )

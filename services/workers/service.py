@@ -1,51 +1,73 @@
 """The workers service: tracked repositories, worktrees and agent processes.
 
-It serves spawn and repository commands as a queue group shared by every replica, and stop
-commands on a subject of its own instance, since only the replica that started an agent can
-end its process tree.
+It serves spawn, repository and agent commands as a queue group shared by every replica, and
+the commands for one worker (stop, nudge, message) on subjects of its own instance, since only
+the replica that started an agent holds its process tree and terminal.
 """
 
 import asyncio
-import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cocopilot import bus, subjects
 from cocopilot.service import ServiceContext
 from services.workers.manager import WorkerManager
+from services.workers.recovery import Recovery
 from services.workers.supervision import Supervisor
 
-log = logging.getLogger(__name__)
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
-_manager: WorkerManager | None = None
-_background: list[asyncio.Task[None]] = []
+
+class WorkersService:
+    def __init__(self, context: ServiceContext) -> None:
+        self.context = context
+        self.manager = WorkerManager(context)
+        self.recovery = Recovery(self.manager)
+        self.background: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.recovery.recover()
+        await self.recovery.prune_worktrees()
+        for subject, handler, queue in self._handlers():
+            await bus.serve_command(self.context.nats, subject, handler, queue=queue)
+        self.background = [
+            asyncio.create_task(self.recovery.watch_orphans()),
+            asyncio.create_task(Supervisor(self.manager).run()),
+        ]
+
+    def _handlers(self) -> list[tuple[str, Handler, str]]:
+        manager = self.manager
+        shared: list[tuple[str, Handler]] = [
+            (subjects.SPAWN_WORKER, manager.spawn),
+            (subjects.STOP_ORPHANED_WORKER, manager.stop_orphaned),
+            (subjects.ADD_REPOSITORY, manager.repositories.add),
+            (subjects.REMOVE_REPOSITORY, manager.repositories.remove),
+            (subjects.LIST_AGENTS, manager.list_agents),
+            (subjects.MESSAGE_BUILT_IN_AGENT, manager.message_built_in),
+        ]
+        own = {"stop": manager.stop, "nudge": manager.nudge, "message": manager.message}
+        instance_id = self.context.settings.instance_id
+        return [(subject, handler, subjects.WORKERS_QUEUE) for subject, handler in shared] + [
+            (subjects.worker_command(instance_id, action), handler, "")
+            for action, handler in own.items()
+        ]
+
+    async def stop(self) -> None:
+        for task in self.background:
+            task.cancel()
+        await self.recovery.shutdown()
+
+
+# The running service, from start to stop.
+_service: WorkersService | None = None
 
 
 async def start(context: ServiceContext) -> None:
-    global _manager
-    manager = WorkerManager(context)
-    _manager = manager
-    await manager.recover()
-    handlers: list[tuple[str, Any, str]] = [
-        (subjects.SPAWN_WORKER, manager.spawn, subjects.WORKERS_QUEUE),
-        (subjects.STOP_ORPHANED_WORKER, manager.stop_orphaned, subjects.WORKERS_QUEUE),
-        (subjects.ADD_REPOSITORY, manager.repositories.add, subjects.WORKERS_QUEUE),
-        (subjects.REMOVE_REPOSITORY, manager.repositories.remove, subjects.WORKERS_QUEUE),
-        (subjects.LIST_AGENTS, manager.list_agents, subjects.WORKERS_QUEUE),
-        (subjects.MESSAGE_BUILT_IN_AGENT, manager.message_built_in, subjects.WORKERS_QUEUE),
-    ]
-    instance_handlers = {"stop": manager.stop, "nudge": manager.nudge, "message": manager.message}
-    for action, handler in instance_handlers.items():
-        handlers.append(
-            (subjects.worker_command(context.settings.instance_id, action), handler, "")
-        )
-    for subject, handler, queue in handlers:
-        await bus.serve_command(context.nats, subject, handler, queue=queue)
-    _background.append(asyncio.create_task(manager.watch_orphans()))
-    _background.append(asyncio.create_task(Supervisor(manager).run()))
+    global _service
+    _service = WorkersService(context)
+    await _service.start()
 
 
 async def stop(context: ServiceContext) -> None:
-    for task in _background:
-        task.cancel()
-    if _manager is not None:
-        await _manager.shutdown()
+    if _service is not None:
+        await _service.stop()
