@@ -2,7 +2,7 @@
 change applies without a restart."""
 
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
 from redis.asyncio import Redis
@@ -51,6 +51,19 @@ class GlobalConfig(CamelModel):
         ge=0,
         le=100,
         description="Nudges of a stuck worker before the supervisor marks it failed",
+    )
+    merge_method: Literal["squash", "merge"] = Field(
+        default="squash", description="How the merge queue merges: a squash or a merge commit"
+    )
+    max_fixup_attempts: int = Field(
+        default=2,
+        ge=0,
+        le=20,
+        description="Fix-up workers spawned for one pull request whose CI failed or that "
+        "conflicts, before it is left to a person",
+    )
+    ci_timeout: int = Field(
+        default=30 * 60, ge=1, le=MAX_SECONDS, description="Seconds a local CI run may take"
     )
     worker_timeout: int = Field(
         default=4 * 3600,

@@ -145,3 +145,11 @@ def agent_state(repo_name: str) -> str:
 
 def worker_output(name: str) -> str:
     return f"{PREFIX}:worker:{name}:output"  # stream of the agent's output lines, capped
+
+
+def pull_requests(repo_name: str) -> str:
+    return f"{PREFIX}:repository:{repo_name}:prs"  # hash: number -> JSON of the pull request
+
+
+def pull_request_sequence(repo_name: str) -> str:
+    return f"{PREFIX}:repository:{repo_name}:prs:sequence"  # numbers of the local forge

@@ -1,7 +1,7 @@
 """Records stored in Redis and returned by the API, in the API's camelCase shape."""
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -15,6 +15,10 @@ class CamelModel(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+ForgeKind = Literal["local", "github"]
+MergeMode = Literal["queue", "manual"]
 
 
 class WorkerStatus(StrEnum):
@@ -45,6 +49,11 @@ class WorkerView(CamelModel):
         default=False, description="The agent shows a prompt and has printed nothing since."
     )
     nudge_count: int = Field(default=0, description="Nudges typed into the session so far.")
+    pr_number: int | None = Field(default=None, description="Its pull request, once opened.")
+    pr_url: str | None = None
+    fixup_of: int | None = Field(
+        default=None, description="The pull request whose failure this worker fixes."
+    )
     exit_code: int | None = None
     created_at: str = Field(examples=["2026-01-28T12:00:00.000Z"])
     updated_at: str = Field(examples=["2026-01-28T12:05:00.000Z"])
@@ -76,6 +85,17 @@ class RepositoryView(CamelModel):
         description="Agent of this repository's spawns that name none",
         examples=["claude"],
     )
+    forge: ForgeKind = Field(default="local", description="Where pull requests and CI live")
+    merge_mode: MergeMode = Field(
+        default="queue",
+        description="queue: the merge queue merges green pull requests; manual: people merge "
+        "and the PR shepherd follows them",
+    )
+    ci_command: list[str] | None = Field(
+        default=None,
+        description="argv of the local forge's CI, run in a clean checkout of the head commit",
+        examples=[["python", "-m", "pytest", "-q"]],
+    )
     created_at: str = Field(examples=["2026-01-28T11:00:00.000Z"])
 
 
@@ -98,3 +118,41 @@ class Webhook(WebhookView):
 
     def view(self) -> WebhookView:
         return WebhookView.model_validate(self.model_dump())
+
+
+class PrStage(StrEnum):
+    OPEN = "open"
+    CI_RUNNING = "ci_running"
+    CI_FAILED = "ci_failed"
+    READY = "ready"
+    MERGED = "merged"
+    CLOSED = "closed"
+
+
+OPEN_PR_STAGES = frozenset({PrStage.OPEN, PrStage.CI_RUNNING, PrStage.CI_FAILED, PrStage.READY})
+
+
+class CheckResult(CamelModel):
+    name: str = Field(examples=["ci"])
+    conclusion: Literal["success", "failure", "pending"]
+    excerpt: str | None = Field(default=None, description="The end of the check's output")
+
+
+class PullRequest(CamelModel):
+    number: int = Field(examples=[7])
+    repo_name: str = Field(examples=["my-app"])
+    worker: str = Field(examples=["Snickers"])
+    title: str
+    url: str = Field(examples=["https://github.com/octo/my-app/pull/7"])
+    branch: str = Field(examples=["work/Snickers"])
+    base_branch: str = Field(examples=["main"])
+    head_commit: str
+    stage: PrStage
+    # CI results stand for head_commit only; a new head makes them void.
+    checks: list[CheckResult] = Field(default_factory=list)
+    checks_commit: str | None = None
+    fixups: int = Field(default=0, description="Fix-up workers spawned for it so far")
+    merge_commit: str | None = None
+    created_at: str
+    updated_at: str
+    merged_at: str | None = None

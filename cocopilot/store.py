@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from cocopilot import keys
 from cocopilot.errors import NotFound
-from cocopilot.models import Repository, Webhook, Worker
+from cocopilot.models import PullRequest, Repository, Webhook, Worker
 
 
 async def find_worker(redis: Redis, name: str) -> Worker | None:
@@ -76,3 +76,9 @@ async def list_agent_messages(
     """Return an agent's inbox, newest first."""
     raw = await redis.lrange(keys.agent_inbox(repo_name, agent_name), 0, limit - 1)
     return [json.loads(item) for item in raw]
+
+
+async def list_pull_requests(redis: Redis, repo_name: str) -> list[PullRequest]:
+    records = await redis.hvals(keys.pull_requests(repo_name))
+    pulls = [PullRequest.model_validate_json(raw) for raw in records]
+    return sorted(pulls, key=lambda pr: pr.number)

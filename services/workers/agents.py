@@ -4,8 +4,13 @@ Built-in agents and the message types they act on:
 
 - ``supervisor`` (the Chocolatier) watches the workers. ``nudge-all`` types the message's text
   (or the standard nudge) into every active worker's session.
-- ``merge-queue`` (the Temperer) will merge green pull requests in order. ``pause`` and
-  ``resume`` set its status; it stores every other message in its inbox.
+- ``merge-queue`` (the Temperer) merges green pull requests in order, in repositories whose
+  ``mergeMode`` is ``queue``. ``pause`` stops its merges and ``resume`` starts them again.
+- ``pr-shepherd`` (the Enrober) takes its place where people merge: it follows the checks and
+  notices merges, and never merges.
+
+The supervisor takes ``pause`` and ``resume`` too: while paused, it neither nudges nor fails
+stuck workers.
 
 A worker's agent (a Truffle) is named after its worker and takes ``text`` messages, which are
 typed into its running session. Every message, whatever its agent, is kept in that agent's
@@ -22,17 +27,25 @@ from redis.asyncio import Redis
 from cocopilot import keys, store
 from cocopilot.commands import AgentMessage
 from cocopilot.errors import InvalidRequest, NotFound
-from cocopilot.models import Worker
+from cocopilot.models import Repository, Worker
 from cocopilot.timeutil import now_iso
 
 INBOX_SIZE = 1000
 SUPERVISOR = "supervisor"
 MERGE_QUEUE = "merge-queue"
-BUILT_IN_AGENTS = {SUPERVISOR: "Chocolatier", MERGE_QUEUE: "Temperer"}
+PR_SHEPHERD = "pr-shepherd"
+BUILT_IN_AGENTS = {SUPERVISOR: "Chocolatier", MERGE_QUEUE: "Temperer", PR_SHEPHERD: "Enrober"}
 BUILT_IN_MESSAGE_TYPES = {
-    SUPERVISOR: ("text", "nudge-all"),
+    SUPERVISOR: ("text", "nudge-all", "pause", "resume"),
     MERGE_QUEUE: ("text", "pause", "resume"),
+    PR_SHEPHERD: ("text",),
 }
+
+
+def built_in_agents(repository: Repository) -> list[str]:
+    """The supervisor, and the merge queue or, where people merge, the PR shepherd."""
+    return [SUPERVISOR, MERGE_QUEUE if repository.merge_mode == "queue" else PR_SHEPHERD]
+
 
 NudgeAll = Callable[[str, str | None], Awaitable[int]]
 
@@ -43,13 +56,14 @@ class Agents:
         self.nudge_all = nudge_all
 
     async def list(self, repo_name: str) -> list[dict[str, Any]]:
-        await store.get_repository(self.redis, repo_name)
+        repository = await store.get_repository(self.redis, repo_name)
         states = {
             str(name): str(state)
             for name, state in (await self.redis.hgetall(keys.agent_state(repo_name))).items()
         }
         agents = [
-            self._built_in_view(repo_name, name, states.get(name)) for name in BUILT_IN_AGENTS
+            self._built_in_view(repo_name, name, states.get(name))
+            for name in built_in_agents(repository)
         ]
         workers = await store.list_workers(self.redis, repo_name)
         return agents + [self._worker_view(worker) for worker in workers]
@@ -82,8 +96,8 @@ class Agents:
         self, repo_name: str, agent_name: str, message: AgentMessage
     ) -> dict[str, Any]:
         """Store a message to a built-in agent and act on its type."""
-        await store.get_repository(self.redis, repo_name)
-        if agent_name not in BUILT_IN_AGENTS:
+        repository = await store.get_repository(self.redis, repo_name)
+        if agent_name not in built_in_agents(repository):
             raise NotFound(f'Agent "{agent_name}" not found in repository "{repo_name}"')
         accepted = BUILT_IN_MESSAGE_TYPES[agent_name]
         if message.type not in accepted:

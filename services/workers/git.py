@@ -27,8 +27,10 @@ class GitError(CocopilotError):
         self.stderr = stderr
 
 
-async def git(*args: str, cwd: Path | None = None, timeout_s: float = 60.0) -> str:
-    """Run ``git args`` and return its stdout; raise GitError with git's message on failure."""
+async def run_git(
+    *args: str, cwd: Path | None = None, timeout_s: float = 60.0, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Run ``git args``; return its exit code, stdout and stderr."""
     process = await asyncio.create_subprocess_exec(
         "git",
         *args,
@@ -36,7 +38,7 @@ async def git(*args: str, cwd: Path | None = None, timeout_s: float = 60.0) -> s
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **_GIT_ENV},
+        env={**os.environ, **_GIT_ENV, **(env or {})},
     )
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
@@ -44,11 +46,20 @@ async def git(*args: str, cwd: Path | None = None, timeout_s: float = 60.0) -> s
         process.kill()
         await process.wait()
         raise GitError(f"git {args[0]} timed out after {timeout_s:g} s") from None
-    if process.returncode != 0:
-        error = stderr.decode(errors="replace").strip()
-        last_line = error.splitlines()[-1] if error else f"exit code {process.returncode}"
+    code = process.returncode if process.returncode is not None else -1
+    return code, stdout.decode(errors="replace"), stderr.decode(errors="replace")
+
+
+async def git(
+    *args: str, cwd: Path | None = None, timeout_s: float = 60.0, env: dict[str, str] | None = None
+) -> str:
+    """Run ``git args`` and return its stdout; raise GitError with git's message on failure."""
+    code, stdout, stderr = await run_git(*args, cwd=cwd, timeout_s=timeout_s, env=env)
+    if code != 0:
+        error = stderr.strip()
+        last_line = error.splitlines()[-1] if error else f"exit code {code}"
         raise GitError(f"git {args[0]} failed: {last_line}", error)
-    return stdout.decode(errors="replace")
+    return stdout
 
 
 async def clone(url: str, path: Path, timeout_s: float) -> None:
@@ -74,8 +85,9 @@ async def resolve_commit(repo: Path, ref: str) -> str | None:
 
 
 async def resolve_branch(repo: Path, branch: str) -> tuple[str, str] | None:
-    """Return ``(ref, commit)`` for a branch: the remote's copy first, else a local branch."""
-    for ref in (f"refs/remotes/origin/{branch}", f"refs/heads/{branch}"):
+    """Return ``(ref, commit)`` for a branch: a local branch first, since the merge queue
+    merges into those, else the remote's copy."""
+    for ref in (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"):
         commit = await resolve_commit(repo, ref)
         if commit:
             return ref, commit
@@ -108,3 +120,36 @@ async def commits_ahead(repo: Path, branch: str, base_commit: str) -> int:
 
 async def delete_branch(repo: Path, branch: str) -> None:
     await git("branch", "-D", "--", branch, cwd=repo)
+
+
+async def is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
+    code, _, _ = await run_git("merge-base", "--is-ancestor", ancestor, descendant, cwd=repo)
+    return code == 0
+
+
+async def merge_trees(repo: Path, ours: str, theirs: str) -> tuple[str | None, list[str]]:
+    """Merge two commits without a checkout (git 2.38 or newer); return the merged tree, or
+    None and the conflicting paths."""
+    code, stdout, stderr = await run_git(
+        "merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs, cwd=repo
+    )
+    lines = stdout.splitlines()
+    if code == 0:
+        return lines[0], []
+    if code == 1:
+        return None, [line for line in lines[1:] if line]
+    raise GitError(f"git merge-tree failed: {stderr.strip()}", stderr)
+
+
+async def commit_tree(
+    repo: Path, tree: str, parents: list[str], message: str, identity: dict[str, str]
+) -> str:
+    args = ["commit-tree", tree, "-m", message]
+    for parent in parents:
+        args += ["-p", parent]
+    return (await git(*args, cwd=repo, env=identity)).strip()
+
+
+async def update_ref(repo: Path, ref: str, new: str, old: str) -> None:
+    """Move ``ref`` to ``new`` only if it still points at ``old``."""
+    await git("update-ref", ref, new, old, cwd=repo)

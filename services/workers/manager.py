@@ -12,7 +12,7 @@ from cocopilot.commands import DEFAULT_NUDGE, AgentMessage, Nudge, SpawnWorker
 from cocopilot.config import load_config
 from cocopilot.errors import CocopilotError, Conflict, InvalidRequest, NotFound
 from cocopilot.events import Event, EventType
-from cocopilot.models import ACTIVE_STATUSES, Repository, Worker, WorkerStatus
+from cocopilot.models import ACTIVE_STATUSES, PullRequest, Repository, Worker, WorkerStatus
 from cocopilot.service import ServiceContext
 from cocopilot.timeutil import now_iso
 from cocopilot.validation import check_name
@@ -21,6 +21,7 @@ from services.workers.agents import Agents
 from services.workers.candy import candy_name
 from services.workers.output import OutputRecorder
 from services.workers.process import AgentProcess, process_start_time
+from services.workers.pulls import PullRequestFlow
 from services.workers.repositories import RepositoryManager
 from services.workers.runtimes import AgentProfile, get_profile, load_profiles
 from services.workers.status import WorkerUpdater
@@ -41,13 +42,14 @@ class WorkerManager:
         self.repositories = RepositoryManager(context, self.store)
         self.profiles = load_profiles(context.settings)
         self.agents = Agents(context.redis, self.nudge_all)
+        self.pulls = PullRequestFlow(self)
         self.runs: dict[str, asyncio.Task[None]] = {}
         self.processes: dict[str, AgentProcess] = {}
         self.recorders: dict[str, OutputRecorder] = {}
 
     # Spawn
 
-    async def spawn(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def spawn(self, payload: dict[str, Any], fixup_of: int | None = None) -> dict[str, Any]:
         request = SpawnWorker.model_validate(payload)
         repository = await store.get_repository(self.redis, request.repo_name)
         config = await load_config(self.redis)
@@ -60,7 +62,7 @@ class WorkerManager:
                 f'branch "{base_branch}" not found in repository "{repository.name}"'
             )
 
-        worker = await self._insert(request, repository, profile, base_branch, base[1])
+        worker = await self._insert(request, repository, profile, base_branch, base[1], fixup_of)
         await self.updater.publish(EventType.WORKER_CREATED, worker)
         log.info("worker created", extra={"worker": worker.name, "repo": worker.repo_name})
         self.runs[worker.name] = asyncio.create_task(self.run(worker, profile))
@@ -73,11 +75,13 @@ class WorkerManager:
         profile: AgentProfile,
         base_branch: str,
         base_commit: str,
+        fixup_of: int | None,
     ) -> Worker:
         config = await load_config(self.redis)
         while True:
             name = request.name or await self._next_candy_name(repository)
             worker = self._new_worker(name, request, repository, profile, base_branch, base_commit)
+            worker.fixup_of = fixup_of
             if request.name and await git.branch_exists(Path(repository.path), worker.branch):
                 raise Conflict(
                     f'branch "{worker.branch}" already exists in repository "{repository.name}" '
@@ -157,6 +161,7 @@ class WorkerManager:
         await self._close_output(worker.name)
         if code == 0:
             await self._finish(worker.name, WorkerStatus.COMPLETED, exit_code=code)
+            await self._open_pull_request(worker.name)
         else:
             reason = f"agent exited with code {code}"
             if agent.last_line():
@@ -222,6 +227,36 @@ class WorkerManager:
             name, ACTIVE_STATUSES, status=status, error=error, exit_code=exit_code
         )
         self.runs.pop(name, None)
+
+    async def _open_pull_request(self, name: str) -> None:
+        worker = await store.find_worker(self.redis, name)
+        if worker is None or worker.status != WorkerStatus.COMPLETED:
+            return
+        try:
+            await self.pulls.on_completed(worker)
+        except Exception:
+            log.exception("opening the pull request failed", extra={"worker": name})
+
+    async def spawn_fixup(
+        self,
+        repository: Repository,
+        pr: PullRequest,
+        task: str,
+        agent: str | None,
+        model: str | None,
+    ) -> None:
+        """Spawn a worker on a pull request's branch to fix what failed there."""
+        payload = {"task": task, "repoName": repository.name, "branch": pr.branch}
+        if agent:
+            payload["agent"] = agent
+        if model:
+            payload["model"] = model
+        try:
+            worker = await self.spawn(payload, fixup_of=pr.number)
+        except CocopilotError as exc:
+            log.warning("spawning a fix-up failed", extra={"pr": pr.number, "error": exc.message})
+            return
+        log.info("fix-up spawned", extra={"pr": pr.number, "worker": worker["name"]})
 
     # Stop
 

@@ -50,6 +50,9 @@ class RepositoryManager:
         async with self._reservation(name):
             repository = await self._clone(name, url, request.default_branch)
             repository.default_agent = request.default_agent
+            repository.forge = request.forge
+            repository.merge_mode = request.merge_mode
+            repository.ci_command = request.ci_command
             await self.store.add_repository(repository)
         await bus.publish_event(
             self.context.nats,

@@ -33,6 +33,7 @@ class WorkersService:
         self.background = [
             asyncio.create_task(self.recovery.watch_orphans()),
             asyncio.create_task(Supervisor(self.manager).run()),
+            asyncio.create_task(self.manager.pulls.run()),
         ]
 
     def _handlers(self) -> list[tuple[str, Handler, str]]:
