@@ -14,8 +14,9 @@ from tests.servers import Servers
 from tests.stack import Stack, running_stack
 from tests.waiting import wait_until
 
-# Prints once, then answers each line typed into its terminal the way its first argument says:
-# "silent" prints nothing, "echo" prints the line back; "ask" prints a prompt first.
+# Prints once, then treats each line typed into its terminal as its first argument selects:
+# "silent" prints nothing and "echo" prints the line back. "ask" prints a prompt first, and
+# "chatty" prints every 0.3 s and never ends.
 AGENT = """
 import sys
 mode = sys.argv[1]

@@ -43,7 +43,8 @@ BUILT_IN_MESSAGE_TYPES = {
 
 
 def built_in_agents(repository: Repository) -> list[str]:
-    """The supervisor, and the merge queue or, where people merge, the PR shepherd."""
+    """Return the built-in agents: the supervisor, and the merge queue or, where people
+    merge, the PR shepherd."""
     return [SUPERVISOR, MERGE_QUEUE if repository.merge_mode == "queue" else PR_SHEPHERD]
 
 

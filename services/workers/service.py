@@ -2,7 +2,7 @@
 
 It serves spawn, repository and agent commands as a queue group shared by every replica, and
 the commands for one worker (stop, nudge, message) on subjects of its own instance, since only
-the replica that started an agent holds its process tree and terminal.
+the replica that started an agent has its process tree and terminal.
 """
 
 import asyncio

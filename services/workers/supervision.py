@@ -44,7 +44,7 @@ _PROMPT = re.compile(
 
 @dataclass
 class Watch:
-    """What the supervisor remembers of one agent between checks (monotonic seconds)."""
+    """State kept for one agent between checks; times are monotonic seconds."""
 
     started_at: float
     reflog: Path | None  # changes on every commit in the worktree
@@ -146,7 +146,7 @@ class Supervisor:
 
 
 def _reflog(worker: Worker) -> Path | None:
-    """The worktree's HEAD reflog, found through the ``.git`` file that git writes there."""
+    """Return the worktree's HEAD reflog, found through the ``.git`` file that git writes."""
     try:
         pointer = (Path(worker.worktree) / ".git").read_text().strip()
     except OSError:

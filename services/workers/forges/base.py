@@ -1,4 +1,4 @@
-"""What the pull-request flow needs from a forge."""
+"""The forge interface that the pull-request flow calls."""
 
 from dataclasses import dataclass
 from typing import Literal, Protocol
