@@ -46,6 +46,7 @@ class WorkerManager:
         self.runs: dict[str, asyncio.Task[None]] = {}
         self.processes: dict[str, AgentProcess] = {}
         self.recorders: dict[str, OutputRecorder] = {}
+        self.setup_locks: dict[str, asyncio.Lock] = {}
 
     # Spawn
 
@@ -137,18 +138,23 @@ class WorkerManager:
     async def run(self, worker: Worker, profile: AgentProfile, resume: bool = False) -> None:
         """Start the agent (in a new worktree, or resuming in its old one) and record how it
         ends."""
-        try:
-            agent = await self._start_agent(worker, profile, resume)
-        except git.GitError as exc:
-            await self._finish(
-                worker.name, WorkerStatus.FAILED, f"could not create the worktree: {exc}"
-            )
-            return
-        except OSError as exc:
-            await self._finish(
-                worker.name, WorkerStatus.FAILED, f"could not start the agent: {exc}"
-            )
-            return
+        # A stop waits for this lock, so it never lands between creating the worktree and
+        # registering the agent, which would leave either behind.
+        async with self._setup_lock(worker.name):
+            if await store.find_worker(self.redis, worker.name) is None:
+                return  # deleted before its agent could start
+            try:
+                agent = await self._start_agent(worker, profile, resume)
+            except git.GitError as exc:
+                await self._finish(
+                    worker.name, WorkerStatus.FAILED, f"could not create the worktree: {exc}"
+                )
+                return
+            except OSError as exc:
+                await self._finish(
+                    worker.name, WorkerStatus.FAILED, f"could not start the agent: {exc}"
+                )
+                return
         await self.updater.update(
             worker.name,
             ACTIVE_STATUSES,
@@ -265,8 +271,13 @@ class WorkerManager:
         worker = await store.get_worker(self.redis, name)
         if worker.instance_id != self.settings.instance_id:
             raise NotFound(f'Worker "{name}" is not run by instance {self.settings.instance_id}')
-        await self._stop_agent(name)
-        await self._remove(worker)
+        async with self._setup_lock(name):
+            await self._stop_agent(name)
+            await self._remove(worker)
+        self.setup_locks.pop(name, None)
+
+    def _setup_lock(self, name: str) -> asyncio.Lock:
+        return self.setup_locks.setdefault(name, asyncio.Lock())
 
     async def stop_orphaned(self, payload: dict[str, Any]) -> None:
         """Remove a worker whose replica is gone; its agent died with that replica."""
