@@ -26,6 +26,10 @@ from cocopilot.logs import redact_url
 
 log = logging.getLogger(__name__)
 
+# Pauses before asking again when no service answered: just after a replica joins or leaves a
+# queue group, nats-server 2.15 can report no responders for a few milliseconds.
+NO_RESPONDERS_RETRY_DELAYS_S = (0.02, 0.1, 0.3)
+
 # The longest a service waits at stop for replies and acks in flight to go out.
 DRAIN_TIMEOUT_S = 5
 
@@ -83,12 +87,18 @@ async def publish_event(nc: NATS, event: Event) -> None:
 
 async def request(nc: NATS, subject: str, payload: dict[str, Any], timeout_s: float) -> Any:
     """Send a command and return its result; a reply's error is raised as a CocopilotError."""
-    try:
-        msg = await nc.request(subject, json.dumps(payload).encode(), timeout=timeout_s)
-    except NoRespondersError as exc:
-        raise ServiceUnavailable(f"no service is listening for {subject}; is it running?") from exc
-    except NatsTimeoutError as exc:
-        raise ServiceTimeout(f"no reply to {subject} within {timeout_s:g} s") from exc
+    data = json.dumps(payload).encode()
+    for delay_s in (*NO_RESPONDERS_RETRY_DELAYS_S, None):
+        try:
+            msg = await nc.request(subject, data, timeout=timeout_s)
+            break
+        except NoRespondersError as exc:
+            if delay_s is None:
+                message = f"no service is listening for {subject}; is it running?"
+                raise ServiceUnavailable(message) from exc
+            await asyncio.sleep(delay_s)
+        except NatsTimeoutError as exc:
+            raise ServiceTimeout(f"no reply to {subject} within {timeout_s:g} s") from exc
     reply = json.loads(msg.data)
     if not reply.get("ok"):
         error = reply.get("error", {})

@@ -23,12 +23,13 @@ from services.api.routes import (
     logs,
     metrics,
     prometheus,
+    pulls,
     repositories,
     status,
     webhooks,
     workers,
 )
-from services.api.security import require_token
+from services.api.security import BearerTokenAuth, bearer_scheme
 from services.api.state import ApiState
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or get_settings()
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
+    # Added after the size limit, so it runs first: a request without the token is not read.
+    app.add_middleware(BearerTokenAuth, token=app.state.settings.api_token)
     install_request_metrics(app)
 
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
-    for module in (workers, logs, repositories, agents, config, webhooks, status, metrics, events):
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(bearer_scheme)])
+    for module in (
+        workers,
+        logs,
+        pulls,
+        repositories,
+        agents,
+        config,
+        webhooks,
+        status,
+        metrics,
+        events,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

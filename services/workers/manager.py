@@ -10,7 +10,13 @@ from typing import Any
 from cocopilot import bus, keys, store, subjects
 from cocopilot.commands import DEFAULT_NUDGE, AgentMessage, Nudge, SpawnWorker
 from cocopilot.config import load_config
-from cocopilot.errors import CocopilotError, Conflict, InvalidRequest, NotFound
+from cocopilot.errors import (
+    CocopilotError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    ServiceUnavailable,
+)
 from cocopilot.events import Event, EventType
 from cocopilot.models import ACTIVE_STATUSES, PullRequest, Repository, Worker, WorkerStatus
 from cocopilot.service import ServiceContext
@@ -283,6 +289,15 @@ class WorkerManager:
         """Remove a worker whose replica is gone; its agent died with that replica."""
         name = check_name(str(payload.get("name", "")), "name")
         worker = await store.get_worker(self.redis, name)
+        if worker.instance_id == self.settings.instance_id:
+            await self.stop(payload)
+            return
+        owner = keys.service_heartbeat("workers", worker.instance_id)
+        if await self.redis.exists(owner):
+            # Its replica still runs, so only that replica may end the agent.
+            raise ServiceUnavailable(
+                f'the workers replica running "{name}" did not answer; try again'
+            )
         await self._remove(worker)
 
     async def _stop_agent(self, name: str) -> None:
