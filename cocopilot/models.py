@@ -96,6 +96,16 @@ class RepositoryView(CamelModel):
         description="argv of the local forge's CI, run in a clean checkout of the head commit",
         examples=[["python", "-m", "pytest", "-q"]],
     )
+    github_repository: str | None = Field(
+        default=None,
+        description="owner/name of the repository on GitHub, for the github forge",
+        examples=["octo/my-app"],
+    )
+    pr_labels: list[str] | None = Field(
+        default=None,
+        description="Labels that the github forge adds to each pull request",
+        examples=[["cocopilot"]],
+    )
     created_at: str = Field(examples=["2026-01-28T11:00:00.000Z"])
 
 

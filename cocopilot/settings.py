@@ -5,7 +5,7 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -70,6 +70,28 @@ class Settings(BaseSettings):
     webhook_poll_interval_s: float = Field(default=0.25, gt=0)
     # An event not acked within this time (the service died) is handed out again by JetStream.
     webhook_event_ack_wait_s: float = Field(default=30.0, gt=0)
+
+    # github forge
+    # Token for GitHub's REST API and git pushes: COCOPILOT_GITHUB_TOKEN, else GH_TOKEN, else
+    # GITHUB_TOKEN. Agents never see COCOPILOT_GITHUB_TOKEN, since their environment drops
+    # every COCOPILOT_ variable.
+    github_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("COCOPILOT_GITHUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN"),
+    )
+    # https, or plain http to a loopback address only (a test server).
+    github_api_url: str = "https://api.github.com"
+    # How often pull request states and pending checks are read from GitHub.
+    github_poll_interval_s: float = Field(default=60.0, gt=0)
+    # A head commit with no checks and no statuses counts as "no checks" only after this long,
+    # since CI takes a moment after a push to report its first check.
+    github_checks_grace_s: float = Field(default=60.0, ge=0)
+    # Minimum time between two POST, PUT or PATCH requests, as GitHub's REST best practices
+    # recommend.
+    github_mutation_interval_s: float = Field(default=1.0, ge=0)
+    # Maximum wait for a rate limit to reset; a request that would wait longer fails.
+    github_rate_limit_max_wait_s: float = Field(default=3900.0, ge=0)
+    github_request_timeout_s: float = Field(default=30.0, gt=0)
 
     # metrics
     # Activity log entries older than this are deleted; GET /api/v1/events never shows them.

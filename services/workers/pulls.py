@@ -32,6 +32,7 @@ from cocopilot.timeutil import now_iso
 from services.workers import git
 from services.workers.agents import MERGE_QUEUE
 from services.workers.forges.base import Forge, ForgeError, HeadChanged, MergeConflict
+from services.workers.forges.github import GitHubForge
 from services.workers.forges.local import LocalForge
 
 if TYPE_CHECKING:
@@ -47,9 +48,13 @@ class PullRequestFlow:
         self.manager = manager
         self.redis = manager.redis
         self.forges: dict[str, Forge] = {
-            "local": LocalForge(manager.redis, manager.settings.data_dir)
+            "local": LocalForge(manager.redis, manager.settings.data_dir),
+            "github": GitHubForge(manager.redis, manager.settings),
         }
         self.checking: dict[tuple[str, int], asyncio.Task[None]] = {}
+        # The last merge failure logged per pull request, so a failure that repeats on every
+        # pass of the queue is logged once.
+        self.merge_failures: dict[tuple[str, int], str] = {}
 
     def forge(self, repository: Repository) -> Forge:
         try:
@@ -232,6 +237,9 @@ class PullRequestFlow:
             stage = await self.forge(repository).current_stage(repository, pr)
             if stage == PrStage.MERGED:
                 await self._merged(pr, merge_commit=None)
+            elif stage == PrStage.CLOSED:
+                await self.save(pr.model_copy(update={"stage": PrStage.CLOSED}))
+                log.info("pull request closed", extra={"pr": pr.number, "repo": pr.repo_name})
         if repository.merge_mode != "queue" or await self._queue_paused(repository.name):
             return
         ready = [
@@ -262,6 +270,13 @@ class PullRequestFlow:
         except HeadChanged:
             self.start_checks(pr)
             return
+        except ForgeError as exc:
+            # Neither a conflict nor a moved head: a required review, a rate limit. The next
+            # pass tries again.
+            if self.merge_failures.get((pr.repo_name, pr.number)) != exc.message:
+                log.warning("merge failed", extra={"pr": pr.number, "error": exc.message})
+            self.merge_failures[(pr.repo_name, pr.number)] = exc.message
+            return
         await self._merged(pr, commit)
 
     async def _conflict(self, repository: Repository, pr: PullRequest, exc: MergeConflict) -> None:
@@ -274,6 +289,7 @@ class PullRequestFlow:
         await self.fix_up(repository, pr, f"conflicts with {pr.base_branch}", details)
 
     async def _merged(self, pr: PullRequest, merge_commit: str | None) -> None:
+        self.merge_failures.pop((pr.repo_name, pr.number), None)
         now = now_iso()
         pr = await self.save(
             pr.model_copy(

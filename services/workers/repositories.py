@@ -17,6 +17,7 @@ from cocopilot.service import ServiceContext
 from cocopilot.timeutil import now_iso
 from cocopilot.validation import check_branch, check_name, check_repository_url
 from services.workers import git
+from services.workers.forges.github import choose_forge
 from services.workers.store import WorkerStore
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,16 @@ class RepositoryManager:
         request = AddRepository.model_validate(payload)
         url = check_repository_url(request.url, self.settings.local_repo_roots)
         name = request.name or check_name(name_from_url(url), "name (from the URL)")
+        has_token = self.settings.github_token is not None
+        forge, github_repository = choose_forge(
+            request.forge, url, request.github_repository, has_token
+        )
         async with self._reservation(name):
             repository = await self._clone(name, url, request.default_branch)
             repository.default_agent = request.default_agent
-            repository.forge = request.forge
+            repository.forge = forge
+            repository.github_repository = github_repository
+            repository.pr_labels = request.pr_labels
             repository.merge_mode = request.merge_mode
             repository.ci_command = request.ci_command
             await self.store.add_repository(repository)
