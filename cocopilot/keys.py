@@ -153,3 +153,7 @@ def pull_requests(repo_name: str) -> str:
 
 def pull_request_sequence(repo_name: str) -> str:
     return f"{PREFIX}:repository:{repo_name}:prs:sequence"  # numbers of the local forge
+
+
+def merge_queue_lease(repo_name: str) -> str:
+    return f"{PREFIX}:repository:{repo_name}:merge-queue:lease"  # the replica that tends it

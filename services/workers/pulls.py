@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUEUE_INTERVAL_S = 1.0
+# How long a replica's hold on a repository's merge queue lasts without renewal.
+QUEUE_LEASE_S = 10.0
 
 
 class PullRequestFlow:
@@ -227,9 +229,23 @@ class PullRequestFlow:
             await asyncio.sleep(QUEUE_INTERVAL_S)
             try:
                 for repository in await store.list_repositories(self.redis):
-                    await self.tend(repository)
+                    if await self._hold_lease(repository.name):
+                        await self.tend(repository)
             except Exception:
                 log.exception("merge queue pass failed")
+
+    async def _hold_lease(self, repo_name: str) -> bool:
+        """Take or keep the repository's queue lease, so one replica at a time merges there
+        and polls its forge; the lease lapses when its holder stops renewing it."""
+        key = keys.merge_queue_lease(repo_name)
+        instance_id = self.manager.settings.instance_id
+        ttl_ms = int(QUEUE_LEASE_S * 1000)
+        if await self.redis.set(key, instance_id, nx=True, px=ttl_ms):
+            return True
+        if await self.redis.get(key) == instance_id:
+            await self.redis.pexpire(key, ttl_ms)
+            return True
+        return False
 
     async def tend(self, repository: Repository) -> None:
         prs = await self.open_pull_requests(repository.name)
