@@ -95,6 +95,22 @@ class RequestModel(BaseModel):
     # a silently ignored one. Only the camelCase names validate, so repo_name is unknown too.
     model_config = ConfigDict(alias_generator=to_camel, strict=True, extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_lone_surrogates(cls, data: Any) -> Any:
+        check_unicode(data)
+        return data
+
+
+def check_unicode(data: Any) -> None:
+    """Raise InvalidRequest when a string in ``data`` cannot be encoded as UTF-8."""
+    where = validation.find_lone_surrogate(data)
+    if where is not None:
+        raise InvalidRequest(
+            f"{where or 'the request body'} must be valid Unicode: it contains a lone "
+            "surrogate (\\ud800 to \\udfff)"
+        )
+
 
 class WorkerSpec(RequestModel):
     model_config = ConfigDict(

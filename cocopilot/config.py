@@ -2,9 +2,9 @@
 change applies without a restart."""
 
 from functools import partial
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from redis.asyncio import Redis
 
 from cocopilot import keys
@@ -24,6 +24,20 @@ AgentName = Annotated[
 class GlobalConfig(CamelModel):
     # Only the camelCase names that the API documents; strict, so "5" is no number.
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_floats_to_int(cls, data: Any) -> Any:
+        """Take 5.0 as 5 where an integer is expected, as JSON Schema does; 5.5 stays invalid."""
+        if not isinstance(data, dict):
+            return data
+        integers = {field.alias for field in cls.model_fields.values() if field.annotation is int}
+        return {
+            key: int(value)
+            if key in integers and isinstance(value, float) and value.is_integer()
+            else value
+            for key, value in data.items()
+        }
 
     max_workers_per_repo: int = Field(
         default=10, ge=1, le=10_000, description="Active workers allowed in one repository"

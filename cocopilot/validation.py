@@ -7,19 +7,67 @@ from urllib.parse import unquote, urlsplit
 from cocopilot.errors import InvalidRequest
 
 MAX_NAME_LENGTH = 64
-MAX_TASK_BYTES = 64 * 1024
+MAX_TEXT_BYTES = 64 * 1024  # a task or a message, as UTF-8
 MAX_BRANCH_LENGTH = 255
 MAX_MODEL_LENGTH = 200
 
 # Letters, digits, '.', '_' and '-', starting with a letter or digit: safe as a path component,
 # a Redis key part and a ref component of work/<Name>.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# The whole of check_name as a JSON Schema (ECMA-262) pattern, for the OpenAPI document.
+NAME_PATTERN = r"^(?!.*\.\.)(?!.*\.$)(?!.*\.lock$)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# ECMA-262 white space and line terminators: what \s means in a JSON Schema pattern. Text is
+# blank when it has only these. Python's str.isspace() differs (it counts \x1c-\x1f, not \ufeff),
+# so the set is spelt out, and the check and the documented pattern stay the same.
+_BLANK = "".join(
+    [
+        *"\t\n\v\f\r \u00a0\u1680",
+        *map(chr, range(0x2000, 0x200B)),
+        *"\u2028\u2029\u202f\u205f\u3000\ufeff",
+    ]
+)
+_NOT_BLANK = re.compile(f"[^{re.escape(_BLANK)}]")
+_BLANK_ESCAPED = "".join(f"\\u{ord(character):04x}" for character in _BLANK)
+# check_text as a JSON Schema pattern: no NUL, and at least one character that is not blank.
+TEXT_PATTERN = f"^[^\\u0000]*[^\\u0000{_BLANK_ESCAPED}][^\\u0000]*$"
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
+MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$"  # check_model, for the OpenAPI document
 # Characters that git check-ref-format rejects anywhere in a ref (git 2.39, refs.c).
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+# check_branch as a JSON Schema pattern, for the OpenAPI document. A test keeps the two equal.
+# The look-aheads use [^\n]* rather than .*, because ECMA-262's dot stops at \u2028 and \u2029,
+# which git allows in a name.
+BRANCH_PATTERN = (
+    r"^(?!-)(?!HEAD$)(?![^\n]*@\{)(?![^\n]*\.\.)(?![^\n]*//)(?!/)(?![^\n]*/$)(?![^\n]*\.$)"
+    r"(?![^\n]*(^|/)\.)(?![^\n]*\.lock(/|$))[^\x00-\x20\x7f~^:?*\[\\]{1,255}$"
+)
 # scp-like git address: user@host:path
 _SCP_URL = re.compile(r"[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+")
 REMOTE_SCHEMES = frozenset({"https", "http", "ssh", "git"})
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def find_lone_surrogate(value: object, path: str = "") -> str | None:
+    """Return where ``value`` has a string with a lone surrogate (``task``, ``payload.notes.0``;
+    "" for ``value`` itself), or None. JSON can carry one (``"\\ud800"``), but it has no UTF-8
+    form, so it could reach neither git, nor the disk, nor a JSON reply."""
+    if isinstance(value, str):
+        return path if _LONE_SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        items = [(str(key), item) for key, item in value.items()]
+        if any(_LONE_SURROGATE.search(key) for key, _ in items):
+            return path
+    elif isinstance(value, list):
+        items = [(str(index), item) for index, item in enumerate(value)]
+    else:
+        return None
+    for key, item in items:
+        found = find_lone_surrogate(item, f"{path}.{key}" if path else key)
+        if found is not None:
+            return found
+    return None
 
 
 def check_name(value: str, field: str) -> str:
@@ -39,7 +87,8 @@ def check_name(value: str, field: str) -> str:
 
 
 def check_branch(value: str, field: str = "branch") -> str:
-    """Check a branch name by the rules of ``git check-ref-format --branch``."""
+    """Check a branch name by the rules of ``git check-ref-format --branch`` (git 2.39, run
+    outside a repository, where ``@`` is not expanded), plus a length limit."""
     if not value:
         raise InvalidRequest(f"{field} must not be empty")
     problem = _branch_problem(value)
@@ -49,12 +98,15 @@ def check_branch(value: str, field: str = "branch") -> str:
 
 
 def _branch_problem(value: str) -> str | None:
+    # Our own limit, stricter than git, which has none: a longer name fails on most file systems.
     if len(value) > MAX_BRANCH_LENGTH:
         return f"longer than {MAX_BRANCH_LENGTH} characters"
     if value.startswith("-"):
         return "starts with '-'"
-    if value == "@" or "@{" in value:
-        return "contains '@{' or is '@'"
+    if value == "HEAD":
+        return "HEAD is not a branch name"
+    if "@{" in value:
+        return "contains '@{'"
     if _REF_FORBIDDEN.search(value):
         return "contains a space, a control character or one of ~ ^ : ? * [ \\"
     if ".." in value or "//" in value:
@@ -67,13 +119,14 @@ def _branch_problem(value: str) -> str | None:
     return None
 
 
-def check_task(value: str) -> str:
-    if not value.strip():
-        raise InvalidRequest("task must not be empty")
-    if len(value.encode()) > MAX_TASK_BYTES:
-        raise InvalidRequest(f"task must be at most {MAX_TASK_BYTES} bytes")
+def check_text(value: str, field: str) -> str:
+    """Check free text, a task or a message: not blank, no NUL, at most MAX_TEXT_BYTES."""
+    if not _NOT_BLANK.search(value):
+        raise InvalidRequest(f"{field} must not be empty or only white space")
+    if len(value.encode()) > MAX_TEXT_BYTES:
+        raise InvalidRequest(f"{field} must be at most {MAX_TEXT_BYTES} bytes as UTF-8")
     if "\x00" in value:
-        raise InvalidRequest("task must not contain NUL characters")
+        raise InvalidRequest(f"{field} must not contain NUL characters")
     return value
 
 

@@ -24,7 +24,7 @@ from cocopilot.timeutil import format_time
 class DeliveryStatus(StrEnum):
     PENDING = "pending"  # an attempt is due, running, or waiting for its retry time
     SUCCEEDED = "succeeded"
-    FAILED = "failed"  # retries ran out, or the endpoint answered 410 Gone
+    FAILED = "failed"  # retries ran out, or the endpoint responded 410 Gone
 
 
 class DeliveryAttempt(CamelModel):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.gitrepos import make_repository
 from tests.servers import Servers, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,16 +28,25 @@ class Stack:
     logs_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, service: str) -> None:
+    def start(self, service: str, instance_id: str | None = None) -> str:
+        """Start ``service``; with ``instance_id``, as one more replica under that id.
+
+        Return the key that ``stop`` takes: the service's name, or ``service:instance_id``.
+        """
+        key = service if instance_id is None else f"{service}:{instance_id}"
+        env = (
+            self.env if instance_id is None else {**self.env, "COCOPILOT_INSTANCE_ID": instance_id}
+        )
         # The child keeps its own copy of the file descriptor; ours can close at once.
-        with (self.logs_dir / f"{service}.log").open("ab") as log_file:
-            self.processes[service] = subprocess.Popen(
+        with (self.logs_dir / f"{key}.log").open("ab") as log_file:
+            self.processes[key] = subprocess.Popen(
                 [sys.executable, "-m", f"services.{service}.main"],
                 cwd=ROOT,
-                env=self.env,
+                env=env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
+        return key
 
     def stop(self, service: str, kill: bool = False) -> None:
         """Stop ``service`` with SIGTERM (or SIGKILL); fail if SIGTERM does not end it in time."""
@@ -53,6 +63,18 @@ class Stack:
             raise AssertionError(
                 f"{service} did not stop within {STOP_TIMEOUT_S} s of SIGTERM\n{self.logs()}"
             ) from None
+
+    def wait_api(self, timeout_s: float = 30.0) -> None:
+        """Wait until the api returns 200 from ``/healthz``."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"api not healthy after {timeout_s} s\n{self.logs()}")
 
     def wait_healthy(self, timeout_s: float = 30.0) -> None:
         """Wait until the api answers and every background service reports a heartbeat."""
@@ -80,6 +102,17 @@ class Stack:
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, headers=self.headers, timeout=30)
 
+    def register_repository(self, name: str) -> dict[str, object]:
+        """Make a git repository under ``repos_dir`` and track it under ``name``."""
+        make_repository(self.repos_dir / name)
+        with self.client() as client:
+            response = client.post(
+                "/api/v1/repositories", json={"name": name, "url": str(self.repos_dir / name)}
+            )
+        assert response.status_code == 201, response.text
+        result: dict[str, object] = response.json()
+        return result
+
     def logs(self) -> str:
         return "\n".join(
             f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
@@ -91,6 +124,29 @@ class Stack:
 def running_stack(
     servers: Servers, tmp_path: Path, extra_env: dict[str, str] | None = None
 ) -> Iterator[Stack]:
+    stack = make_stack(servers, tmp_path, extra_env)
+    try:
+        for service in SERVICES:
+            stack.start(service)
+        stack.wait_healthy()
+        yield stack
+    finally:
+        stop_all(stack)
+
+
+# An agent for the ``command`` profile that keeps its worker active until it is stopped.
+SLEEPING_AGENT = "import time\ntime.sleep(600)\n"
+
+
+def sleeping_agent_env(folder: Path) -> dict[str, str]:
+    """Settings that make the ``command`` agent profile run SLEEPING_AGENT."""
+    script = folder / "sleeping_agent.py"
+    script.write_text(SLEEPING_AGENT)
+    return {"COCOPILOT_AGENT_COMMAND": f'["{sys.executable}", "{script}", "{{task}}"]'}
+
+
+def make_stack(servers: Servers, tmp_path: Path, extra_env: dict[str, str] | None = None) -> Stack:
+    """Return a stack with its folders and settings made and nothing started."""
     port = free_port()
     data_dir, repos_dir, logs_dir = tmp_path / "data", tmp_path / "repos", tmp_path / "logs"
     for folder in (data_dir, repos_dir, logs_dir):
@@ -110,14 +166,7 @@ def running_stack(
         "COCOPILOT_INSTANCE_ID": f"test-{port}",
         **(extra_env or {}),
     }
-    stack = Stack(f"http://127.0.0.1:{port}", data_dir, repos_dir, env, logs_dir)
-    try:
-        for service in SERVICES:
-            stack.start(service)
-        stack.wait_healthy()
-        yield stack
-    finally:
-        stop_all(stack)
+    return Stack(f"http://127.0.0.1:{port}", data_dir, repos_dir, env, logs_dir)
 
 
 def stop_all(stack: Stack) -> None:

@@ -2,22 +2,19 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Query, status
 from pydantic import BaseModel, Field
 
 from cocopilot import store, subjects
-from cocopilot.commands import AgentMessage
+from cocopilot.commands import BUILT_IN_AGENT_NAMES, AgentMessage
 from services.api.errors import error_responses
+from services.api.schemas import AgentNamePath, RepoNamePath
 from services.api.state import ApiState, get_state
 
 router = APIRouter(tags=["agents"])
 
 State = Annotated[ApiState, Depends(get_state)]
-RepoNameParam = Annotated[str, Path(alias="repoName", description="Name of a tracked repository")]
-AgentNameParam = Annotated[
-    str, Path(alias="agentName", description="supervisor, merge-queue, or a worker's name")
-]
-BUILT_IN_AGENTS = ("supervisor", "merge-queue")
+BUILT_IN_AGENTS = BUILT_IN_AGENT_NAMES
 
 
 class AgentView(BaseModel):
@@ -50,9 +47,9 @@ class StoredMessage(BaseModel):
 @router.get(
     "/repositories/{repoName}/agents",
     summary="List a repository's agents",
-    responses=error_responses(404, 503, 504),
+    responses=error_responses(400, 404, 503, 504),
 )
-async def list_agents(repo_name: RepoNameParam, state: State) -> list[AgentView]:
+async def list_agents(repo_name: RepoNamePath, state: State) -> list[AgentView]:
     await store.get_repository(state.redis, repo_name)
     result = await state.command(subjects.LIST_AGENTS, {"repoName": repo_name})
     return [AgentView.model_validate(agent) for agent in result]
@@ -68,7 +65,7 @@ async def list_agents(repo_name: RepoNameParam, state: State) -> list[AgentView]
     responses=error_responses(400, 404, 409, 503, 504),
 )
 async def message_agent(
-    repo_name: RepoNameParam, agent_name: AgentNameParam, body: AgentMessage, state: State
+    repo_name: RepoNamePath, agent_name: AgentNamePath, body: AgentMessage, state: State
 ) -> StoredMessage:
     await store.get_repository(state.redis, repo_name)
     payload = {"repoName": repo_name, "agent": agent_name, "body": body.model_dump(by_alias=True)}
@@ -86,11 +83,11 @@ async def message_agent(
 @router.get(
     "/repositories/{repoName}/agents/{agentName}/messages",
     summary="List an agent's inbox, newest first",
-    responses=error_responses(404),
+    responses=error_responses(400, 404),
 )
 async def list_messages(
-    repo_name: RepoNameParam,
-    agent_name: AgentNameParam,
+    repo_name: RepoNamePath,
+    agent_name: AgentNamePath,
     state: State,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[StoredMessage]:

@@ -9,8 +9,9 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from cocopilot import keys
+from cocopilot.commands import check_unicode
 from cocopilot.config import GlobalConfig, load_config
-from cocopilot.errors import InvalidRequest
+from cocopilot.errors import CocopilotError, InvalidRequest
 from services.api.errors import error_responses
 from services.api.state import ApiState, get_state
 
@@ -35,11 +36,28 @@ def validate_config(document: dict[str, Any]) -> GlobalConfig:
     try:
         return GlobalConfig.model_validate(document)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"])
-        if error["type"] == "extra_forbidden":
-            raise InvalidRequest(f"unknown config key {field!r}") from None
-        raise InvalidRequest(f"invalid config value for {field!r}: {error['msg']}") from None
+        raise InvalidRequest(describe_config_error(exc.errors()[0])) from None
+
+
+def describe_config_error(error: Any) -> str:
+    field = ".".join(str(part) for part in error["loc"])
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, CocopilotError):
+        return cause.message
+    if error["type"] == "extra_forbidden":
+        return f"unknown config key {field!r}"
+    return f"invalid config value for {field!r}: {error['msg']}"
+
+
+def config_change_schema() -> dict[str, Any]:
+    """Return the JSON Schema of a PATCH body: any of the configuration's keys, none required."""
+    schema = GlobalConfig.model_json_schema(by_alias=True)
+    schema.pop("required", None)
+    for field in schema["properties"].values():
+        field.pop("default", None)
+    schema["title"] = "ConfigChange"
+    schema["examples"] = [{"maxWorkersPerRepo": 5}]
+    return schema
 
 
 @router.get("/config", summary="Get the global configuration")
@@ -54,11 +72,16 @@ async def get_config(state: State) -> GlobalConfig:
     "a 400 naming the field, and change nothing. Every service applies the result from its "
     "next use of a value, with no restart.",
     responses=error_responses(400),
+    # The body is read as a plain object to merge; this documents which keys it may hold.
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": config_change_schema()}}}
+    },
 )
 async def patch_config(
     state: State,
     change: Annotated[dict[str, Any], Body(examples=[{"maxWorkersPerRepo": 5}])],
 ) -> GlobalConfig:
+    check_unicode(change)
     # WATCH makes the read-merge-write one step: a concurrent change makes EXEC fail and we
     # merge again on top of it, so no change is lost.
     async with state.redis.pipeline(transaction=True) as pipe:

@@ -2,18 +2,18 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from cocopilot import store, subjects
 from cocopilot.commands import AddRepository
 from cocopilot.models import RepositoryView, WorkerView
 from services.api.errors import error_responses
+from services.api.schemas import RepoNamePath
 from services.api.state import ApiState, get_state
 
 router = APIRouter(tags=["repositories"])
 
 State = Annotated[ApiState, Depends(get_state)]
-RepoNameParam = Annotated[str, Path(alias="repoName", description="Name of a tracked repository")]
 
 
 class RepositoryDetails(RepositoryView):
@@ -44,9 +44,9 @@ async def list_repositories(state: State) -> list[RepositoryView]:
 @router.get(
     "/repositories/{repoName}",
     summary="Get a repository with its workers",
-    responses=error_responses(404),
+    responses=error_responses(400, 404),
 )
-async def get_repository(repo_name: RepoNameParam, state: State) -> RepositoryDetails:
+async def get_repository(repo_name: RepoNamePath, state: State) -> RepositoryDetails:
     repository = await store.get_repository(state.redis, repo_name)
     workers = await store.list_workers(state.redis, repo_name)
     return RepositoryDetails(
@@ -58,9 +58,9 @@ async def get_repository(repo_name: RepoNameParam, state: State) -> RepositoryDe
     "/repositories/{repoName}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Stop tracking a repository and delete its clone",
-    responses=error_responses(404, 409, 503, 504),
+    responses=error_responses(400, 404, 409, 503, 504),
 )
-async def remove_repository(repo_name: RepoNameParam, state: State) -> Response:
+async def remove_repository(repo_name: RepoNamePath, state: State) -> Response:
     await store.get_repository(state.redis, repo_name)
     await state.command(subjects.REMOVE_REPOSITORY, {"name": repo_name})
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel, Field
 
 from cocopilot import store, subjects
@@ -10,13 +10,12 @@ from cocopilot.commands import DEFAULT_NUDGE, Nudge, SpawnWorker, WorkerSpec
 from cocopilot.errors import ServiceUnavailable
 from cocopilot.models import WorkerView
 from services.api.errors import error_responses
+from services.api.schemas import FlatWorkerNamePath, RepoNamePath, WorkerNamePath
 from services.api.state import ApiState, get_state
 
 router = APIRouter(tags=["workers"])
 
 State = Annotated[ApiState, Depends(get_state)]
-RepoNameParam = Annotated[str, Path(alias="repoName", description="Name of a tracked repository")]
-WorkerNameParam = Annotated[str, Path(alias="workerName")]
 
 
 async def spawn(state: ApiState, request: SpawnWorker) -> WorkerView:
@@ -48,8 +47,8 @@ async def list_workers(state: State) -> list[WorkerView]:
     return [worker.view() for worker in await store.list_workers(state.redis)]
 
 
-@router.get("/workers/{name}", summary="Get a worker by name", responses=error_responses(404))
-async def get_worker(name: str, state: State) -> WorkerView:
+@router.get("/workers/{name}", summary="Get a worker by name", responses=error_responses(400, 404))
+async def get_worker(name: FlatWorkerNamePath, state: State) -> WorkerView:
     return (await store.get_worker(state.redis, name)).view()
 
 
@@ -57,9 +56,9 @@ async def get_worker(name: str, state: State) -> WorkerView:
     "/workers/{name}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Stop and remove a worker",
-    responses=error_responses(404, 503, 504),
+    responses=error_responses(400, 404, 503, 504),
 )
-async def delete_worker(name: str, state: State) -> Response:
+async def delete_worker(name: FlatWorkerNamePath, state: State) -> Response:
     await stop(state, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -71,20 +70,20 @@ async def delete_worker(name: str, state: State) -> Response:
     responses=error_responses(400, 404, 409, 503, 504),
 )
 async def spawn_repository_worker(
-    repo_name: RepoNameParam,
+    repo_name: RepoNamePath,
     body: WorkerSpec,
     state: State,
 ) -> WorkerView:
-    request = SpawnWorker.model_validate({**body.model_dump(), "repo_name": repo_name})
+    request = SpawnWorker.model_validate({**body.model_dump(by_alias=True), "repoName": repo_name})
     return await spawn(state, request)
 
 
 @router.get(
     "/repositories/{repoName}/workers",
     summary="List a repository's workers",
-    responses=error_responses(404),
+    responses=error_responses(400, 404),
 )
-async def list_repository_workers(repo_name: RepoNameParam, state: State) -> list[WorkerView]:
+async def list_repository_workers(repo_name: RepoNamePath, state: State) -> list[WorkerView]:
     await store.get_repository(state.redis, repo_name)
     return [worker.view() for worker in await store.list_workers(state.redis, repo_name)]
 
@@ -92,11 +91,11 @@ async def list_repository_workers(repo_name: RepoNameParam, state: State) -> lis
 @router.get(
     "/repositories/{repoName}/workers/{workerName}",
     summary="Get a repository's worker",
-    responses=error_responses(404),
+    responses=error_responses(400, 404),
 )
 async def get_repository_worker(
-    repo_name: RepoNameParam,
-    worker_name: WorkerNameParam,
+    repo_name: RepoNamePath,
+    worker_name: WorkerNamePath,
     state: State,
 ) -> WorkerView:
     return (await store.get_repository_worker(state.redis, repo_name, worker_name)).view()
@@ -106,11 +105,11 @@ async def get_repository_worker(
     "/repositories/{repoName}/workers/{workerName}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Stop and remove a repository's worker",
-    responses=error_responses(404, 503, 504),
+    responses=error_responses(400, 404, 503, 504),
 )
 async def delete_repository_worker(
-    repo_name: RepoNameParam,
-    worker_name: WorkerNameParam,
+    repo_name: RepoNamePath,
+    worker_name: WorkerNamePath,
     state: State,
 ) -> Response:
     await store.get_repository_worker(state.redis, repo_name, worker_name)
@@ -132,8 +131,8 @@ class NudgeResult(BaseModel):
     responses=error_responses(400, 404, 409, 503, 504),
 )
 async def nudge_worker(
-    repo_name: RepoNameParam,
-    worker_name: WorkerNameParam,
+    repo_name: RepoNamePath,
+    worker_name: WorkerNamePath,
     state: State,
     body: Nudge | None = None,
 ) -> NudgeResult:
