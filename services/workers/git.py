@@ -1,8 +1,11 @@
 """Git, run as a subprocess with an argv list: nothing reaches a shell."""
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from cocopilot.errors import CocopilotError
@@ -98,19 +101,54 @@ async def branch_exists(repo: Path, branch: str) -> bool:
     return await resolve_commit(repo, f"refs/heads/{branch}") is not None
 
 
-async def add_worktree(repo: Path, path: Path, branch: str, start_commit: str) -> None:
+@contextlib.asynccontextmanager
+async def worktree_lock(repo: Path) -> AsyncIterator[None]:
+    """Hold the repository's worktree lock: git 2.39 fails when worktrees of one repository
+    are added, removed or pruned at once (a prune can delete the files of an add in progress).
+    An asyncio lock orders this process's tasks; a file lock in ``.git`` orders replicas that
+    share the clone."""
+    async with _process_locks.setdefault(str(repo), asyncio.Lock()):
+        with (repo / ".git" / "cocopilot-worktrees.lock").open("w") as lock_file:
+            while True:
+                try:
+                    fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0.01)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+_process_locks: dict[str, asyncio.Lock] = {}
+
+
+async def add_worktree(
+    repo: Path, path: Path, start_commit: str, branch: str | None = None
+) -> None:
+    """Add a worktree at ``path``: on a new ``branch``, or detached when branch is None."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A worktree folder deleted by hand stays registered until pruned, and git then refuses to
-    # add another worktree at the same path.
-    await git("worktree", "prune", cwd=repo)
-    await git("worktree", "add", "-b", branch, "--", str(path), start_commit, cwd=repo)
+    target = ["-b", branch] if branch else ["--detach"]
+    async with worktree_lock(repo):
+        # A worktree folder deleted by hand stays registered until pruned, and git then
+        # refuses to add another worktree at the same path.
+        await git("worktree", "prune", cwd=repo)
+        await git("worktree", "add", *target, "--", str(path), start_commit, cwd=repo)
 
 
 async def remove_worktree(repo: Path, path: Path) -> None:
     """Remove a worktree, also when its folder is already gone."""
-    if await asyncio.to_thread(path.exists):
-        await git("worktree", "remove", "--force", "--force", "--", str(path), cwd=repo)
-    await git("worktree", "prune", cwd=repo)
+    async with worktree_lock(repo):
+        if await asyncio.to_thread(path.exists):
+            await git("worktree", "remove", "--force", "--force", "--", str(path), cwd=repo)
+        await git("worktree", "prune", cwd=repo)
+
+
+async def prune_worktrees(repo: Path) -> None:
+    """Let git forget worktrees whose folder is gone."""
+    async with worktree_lock(repo):
+        await git("worktree", "prune", cwd=repo)
 
 
 async def commits_ahead(repo: Path, branch: str, base_commit: str) -> int:

@@ -1,7 +1,6 @@
 """Workers: spawn, run the agent in its worktree, follow its status, stop, recover."""
 
 import asyncio
-import contextlib
 import logging
 import os
 from pathlib import Path
@@ -53,6 +52,7 @@ class WorkerManager:
         self.processes: dict[str, AgentProcess] = {}
         self.recorders: dict[str, OutputRecorder] = {}
         self.setup_locks: dict[str, asyncio.Lock] = {}
+        self.stopping: set[str] = set()
 
     # Spawn
 
@@ -169,6 +169,8 @@ class WorkerManager:
             agent_started_at=process_start_time(agent.pid),
         )
         code = await agent.wait()
+        if worker.name in self.stopping:
+            return  # stopped on request: the stop records the outcome
         self.processes.pop(worker.name, None)
         await self._close_output(worker.name)
         if code == 0:
@@ -188,7 +190,7 @@ class WorkerManager:
             repository = await store.get_repository(self.redis, worker.repo_name)
             assert worker.base_commit is not None
             await git.add_worktree(
-                Path(repository.path), worktree, worker.branch, worker.base_commit
+                Path(repository.path), worktree, worker.base_commit, worker.branch
             )
         argv = profile.build_argv(worker.task, worker.model, resume)
         recorder = OutputRecorder(self.redis, worker.name)
@@ -277,6 +279,7 @@ class WorkerManager:
         worker = await store.get_worker(self.redis, name)
         if worker.instance_id != self.settings.instance_id:
             raise NotFound(f'Worker "{name}" is not run by instance {self.settings.instance_id}')
+        log.info("stopping worker", extra={"worker": name})
         async with self._setup_lock(name):
             await self._stop_agent(name)
             await self._remove(worker)
@@ -301,14 +304,20 @@ class WorkerManager:
         await self._remove(worker)
 
     async def _stop_agent(self, name: str) -> None:
-        run = self.runs.pop(name, None)
-        if run is not None:
-            run.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await run
-        agent = self.processes.pop(name, None)
-        if agent is not None:
-            await agent.stop(self.settings.agent_stop_grace_s)
+        """End the agent and wait for its run to notice. The caller holds the setup lock, so
+        a run without an agent yet is waiting for that lock; it finds the record gone later."""
+        # Not cancelled: a task cancelled inside a NATS or Redis call could hang there for
+        # that call's whole timeout. The run ends by itself once its agent has exited.
+        self.stopping.add(name)
+        try:
+            agent = self.processes.pop(name, None)
+            if agent is not None:
+                await agent.stop(self.settings.agent_stop_grace_s)
+                run = self.runs.pop(name, None)
+                if run is not None:
+                    await run
+        finally:
+            self.stopping.discard(name)
         await self._close_output(name)
 
     async def end_agent(self, name: str, reason: str) -> None:

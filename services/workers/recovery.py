@@ -54,7 +54,7 @@ class Recovery:
                     )
                     await self._prune_one(Path(repository.path), folder / name)
             with contextlib.suppress(git.GitError):
-                await git.git("worktree", "prune", cwd=Path(repository.path))
+                await git.prune_worktrees(Path(repository.path))
 
     async def _prune_one(self, repo: Path, worktree: Path) -> None:
         try:

@@ -46,7 +46,7 @@ class LocalForge:
         checkout = self.ci_dir / repository.name / f"{pr.number}-{uuid.uuid4().hex[:8]}"
         repo = Path(repository.path)
         await asyncio.to_thread(checkout.parent.mkdir, parents=True, exist_ok=True)
-        await git.git("worktree", "add", "--detach", "--", str(checkout), pr.head_commit, cwd=repo)
+        await git.add_worktree(repo, checkout, pr.head_commit)
         timeout_s = (await load_config(self.redis)).ci_timeout
         try:
             code, output = await self._run_ci(repository.ci_command, checkout, timeout_s)
