@@ -148,7 +148,7 @@ async def consume_events(
         while not stop.is_set():
             try:
                 messages = await subscription.fetch(batch_size, timeout=1)
-            except NatsTimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass, or asyncio's
                 continue
             for msg in messages:
                 await _handle_event(msg, handler)

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from redis.exceptions import RedisError
 
 from cocopilot import subjects
@@ -38,7 +37,7 @@ async def consume_in_batches(
         while not stop.is_set():
             try:
                 messages = await subscription.fetch(BATCH_SIZE, timeout=FETCH_TIMEOUT_S)
-            except NatsTimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass, or asyncio's
                 continue
             await handle_messages(messages, handle)
     finally:

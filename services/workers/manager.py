@@ -1,6 +1,7 @@
 """Workers: spawn, run the agent in its worktree, follow its status, stop, recover."""
 
 import asyncio
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -143,7 +144,15 @@ class WorkerManager:
 
     async def run(self, worker: Worker, profile: AgentProfile, resume: bool = False) -> None:
         """Start the agent (in a new worktree, or resuming in its old one) and record how it
-        ends."""
+        ends; an unexpected error fails the worker instead of leaving it unrecorded."""
+        try:
+            await self._run_agent(worker, profile, resume)
+        except Exception as exc:
+            log.exception("worker run failed", extra={"worker": worker.name})
+            with contextlib.suppress(Exception):
+                await self._finish(worker.name, WorkerStatus.FAILED, f"internal error: {exc}")
+
+    async def _run_agent(self, worker: Worker, profile: AgentProfile, resume: bool) -> None:
         # A stop waits for this lock, so it never lands between creating the worktree and
         # registering the agent, which would leave either behind.
         async with self._setup_lock(worker.name):
@@ -315,7 +324,7 @@ class WorkerManager:
                 await agent.stop(self.settings.agent_stop_grace_s)
                 run = self.runs.pop(name, None)
                 if run is not None:
-                    await run
+                    await asyncio.gather(run, return_exceptions=True)
         finally:
             self.stopping.discard(name)
         await self._close_output(name)
