@@ -355,13 +355,13 @@ async def test_restart_prunes_orphaned_worktree(
     body = {"task": "Note", "repoName": "app", "name": "Orphan"}
     assert (await api.post("/api/v1/workers", json=body)).status_code == 201
     await wait_for_status(api, "Orphan", "completed")
-    # A stop that deleted the record and died before it removed the worktree.
+    # A stop that deleted the record and was killed before it removed the worktree.
     await redis.delete("cocopilot:worker:Orphan")
     worktree = stack.data_dir / "worktrees" / "app" / "Orphan"
 
-    stack.stop("workers")
+    stack.stop("workers", kill=True)
     stack.start("workers")
-    stack.wait_healthy()
 
-    assert not worktree.exists()
+    # The killed service's heartbeat outlives it, so wait for the pruning itself.
+    await wait_until(lambda: not worktree.exists(), timeout_s=30)
     assert "Orphan" not in run_git(stack.data_dir / "repos" / "app", "worktree", "list")
