@@ -11,6 +11,8 @@ What ``data`` holds, by type (keys in camelCase, as in the API):
 - ``ci.failed`` and ``ci.passed``: ``{"worker", "prNumber", "headCommit", "checks": [{"name",
   "conclusion"}], "excerpt"}``.
 - ``repository.added`` and ``repository.removed``: the repository as the API shows it.
+- ``pr.reviewed``: the pull request fields of ``pr.created`` plus ``"reviews"``, each
+  reviewer's latest review state (APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED).
 - ``worker.nudged``: ``{"worker", "message", "by"}``, ``by`` being "api" or "supervisor".
 - ``agent.message``: the stored message (see services/workers/agents.py).
 """
@@ -37,6 +39,7 @@ class EventType(StrEnum):
     CI_PASSED = "ci.passed"
     WORKER_NUDGED = "worker.nudged"
     AGENT_MESSAGE = "agent.message"
+    PR_REVIEWED = "pr.reviewed"
     REPOSITORY_ADDED = "repository.added"
     REPOSITORY_REMOVED = "repository.removed"
 

@@ -162,6 +162,11 @@ class PullRequest(CamelModel):
     checks: list[CheckResult] = Field(default_factory=list)
     checks_commit: str | None = None
     fixups: int = Field(default=0, description="Fix-up workers spawned for it so far")
+    reviews: dict[str, str] = Field(
+        default_factory=dict,
+        description="Each reviewer's latest review state, where the forge has reviews",
+        examples=[{"alice": "APPROVED"}],
+    )
     merge_commit: str | None = None
     created_at: str
     updated_at: str

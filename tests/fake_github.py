@@ -70,6 +70,7 @@ class FakePull:
     merge_commit_sha: str | None = None
     closed_head: str | None = None  # the head when it was closed; a branch may move later
     labels: list[str] = field(default_factory=list)
+    reviews: list[dict[str, Any]] = field(default_factory=list)
     created_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)
 
@@ -147,6 +148,33 @@ class FakeGitHub:
             self._close(slug, pull)
             pull.merged, pull.merged_at = True, now_iso()
 
+    def review_by_person(self, slug: str, number: int, login: str, state: str) -> None:
+        """Submit a review, as GitHub lists it: state APPROVED, CHANGES_REQUESTED or COMMENTED."""
+        with self.lock:
+            pull = self.pulls[slug][number]
+            review_id = self._new_id()
+            pull.reviews.append(
+                {
+                    "id": review_id,
+                    "node_id": f"PRR_{review_id}",
+                    "user": {"login": login, "id": review_id, "type": "User"},
+                    "body": "",
+                    "state": state,
+                    "html_url": f"{self._html(slug, pull)}#pullrequestreview-{review_id}",
+                    "commit_id": self.head_sha(slug, pull),
+                    "submitted_at": now_iso(),
+                    "author_association": "COLLABORATOR",
+                }
+            )
+            pull.updated_at = now_iso()
+
+    async def list_reviews(self, request: Request) -> Response:
+        with self.lock:
+            found = self._pull(request)
+            if found is None:
+                return self._not_found()
+            return self._cached_get(request, list(found[2].reviews))
+
     def close_by_person(self, slug: str, number: int) -> None:
         with self.lock:
             self._close(slug, self.pulls[slug][number])
@@ -192,6 +220,7 @@ class FakeGitHub:
             Route(f"{repo}/pulls", self.list_pulls, methods=["GET"]),
             Route(f"{repo}/pulls/{{number:int}}", self.get_pull, methods=["GET"]),
             Route(f"{repo}/pulls/{{number:int}}/merge", self.merge_pull, methods=["PUT"]),
+            Route(f"{repo}/pulls/{{number:int}}/reviews", self.list_reviews, methods=["GET"]),
             Route(
                 f"{repo}/pulls/{{number:int}}/update-branch", self.update_branch, methods=["PUT"]
             ),

@@ -683,7 +683,7 @@ async def test_flow_merges_through_github(
     assert TOKEN not in logs
 
 
-async def test_flow_follows_closed_pull_request(
+async def test_shepherd_follows_reviews_and_close(
     servers: Servers, redis: Redis, nc: NATS, tmp_path: Path
 ) -> None:
     origin = make_origin(tmp_path / "repos" / "app.git", files=FILES)
@@ -703,12 +703,25 @@ async def test_flow_follows_closed_pull_request(
                 worker = {"task": "Add a note", "repoName": "app", "name": "Noter"}
                 assert (await api.post("/api/v1/workers", json=worker)).status_code == 201
                 await pulls_in_stage(api, "ready")
+                fake.review_by_person(SLUG, 1, "alice", "CHANGES_REQUESTED")
+                fake.review_by_person(SLUG, 1, "alice", "APPROVED")
+                reviewed = await wait_until(lambda: reviews_of(api, {"alice": "APPROVED"}), 40)
+                types = await wait_until(lambda: event_types_with(api, "pr.reviewed"), 20)
                 fake.close_by_person(SLUG, 1)
                 pulls = await pulls_in_stage(api, "closed")
 
+    assert reviewed[0]["stage"] == "ready"
+    assert "pr.reviewed" in types
     assert pulls[0]["number"] == 1
     assert not fake.pulls[SLUG][1].merged
     assert run_git(origin, "log", "--format=%s", "main").strip() == "Initial commit"
+
+
+async def reviews_of(
+    api: httpx.AsyncClient, expected: dict[str, str]
+) -> list[dict[str, Any]] | None:
+    pulls: list[dict[str, Any]] = (await api.get("/api/v1/repositories/app/prs")).json()
+    return pulls if pulls and pulls[0]["reviews"] == expected else None
 
 
 async def pulls_in_stage(api: httpx.AsyncClient, stage: str) -> list[dict[str, Any]]:

@@ -102,6 +102,12 @@ def _repository_removed(event: Event, data: dict[str, Any]) -> str:
     return f"Repository {event.repo_name or _text(data, 'name')} removed"
 
 
+def _pr_reviewed(event: Event, data: dict[str, Any]) -> str:
+    reviews = data.get("reviews") or {}
+    states = ", ".join(f"{name} {state}" for name, state in sorted(reviews.items()))
+    return f"Pull request #{_text(data, 'number')} reviewed: {states or 'no reviews'}"
+
+
 def _describe_other(event: Event, data: dict[str, Any]) -> str:
     return f"Event {event.type}"
 
@@ -116,6 +122,7 @@ _DESCRIBERS: dict[str, Callable[[Event, dict[str, Any]], str]] = {
     EventType.PR_MERGED: _pr_merged,
     EventType.CI_FAILED: _ci_failed,
     EventType.CI_PASSED: _ci_passed,
+    EventType.PR_REVIEWED: _pr_reviewed,
     EventType.WORKER_NUDGED: _worker_nudged,
     EventType.AGENT_MESSAGE: _agent_message,
     EventType.REPOSITORY_ADDED: _repository_added,

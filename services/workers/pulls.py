@@ -256,13 +256,27 @@ class PullRequestFlow:
             elif stage == PrStage.CLOSED:
                 await self.save(pr.model_copy(update={"stage": PrStage.CLOSED}))
                 log.info("pull request closed", extra={"pr": pr.number, "repo": pr.repo_name})
-        if repository.merge_mode != "queue" or await self._queue_paused(repository.name):
+        if repository.merge_mode != "queue":
+            await self._follow_reviews(repository)
+            return
+        if await self._queue_paused(repository.name):
             return
         ready = [
             pr for pr in await self.open_pull_requests(repository.name) if pr.stage == PrStage.READY
         ]
         if ready:
             await self._merge_next(repository, ready[0])
+
+    async def _follow_reviews(self, repository: Repository) -> None:
+        """The PR shepherd's part: record review changes and report them in the activity log."""
+        for pr in await self.open_pull_requests(repository.name):
+            reviews = await self.forge(repository).reviews(repository, pr)
+            current = await self.load(pr.repo_name, pr.number)
+            if current is None or reviews == current.reviews:
+                continue
+            pr = await self.save(current.model_copy(update={"reviews": reviews}))
+            await self.publish(EventType.PR_REVIEWED, pr, reviews=reviews)
+            log.info("pull request reviewed", extra={"pr": pr.number, "reviews": reviews})
 
     async def open_pull_requests(self, repo_name: str) -> list[PullRequest]:
         raw = await self.redis.hvals(keys.pull_requests(repo_name))

@@ -59,6 +59,10 @@ class Forge(Protocol):
         or raise MergeConflict or HeadChanged."""
         ...
 
+    async def reviews(self, repository: Repository, pr: PullRequest) -> dict[str, str]:
+        """Return each reviewer's latest review state; empty where the forge has no reviews."""
+        ...
+
     async def current_stage(self, repository: Repository, pr: PullRequest) -> PrStage | None:
         """Return merged or closed when people did that on the forge, else None."""
         ...

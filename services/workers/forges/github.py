@@ -386,6 +386,8 @@ class GitHubForge:
         self.redis = redis
         self.clock = clock or SystemClock()
         self.poll_interval_s = settings.github_poll_interval_s
+        # Reviews per (repository, number) and when they were read.
+        self.review_reads: dict[tuple[str, int], tuple[dict[str, str], float]] = {}
         self.checks_grace_s = settings.github_checks_grace_s
         token = settings.github_token.get_secret_value() if settings.github_token else None
         self.api = GitHubApi(
@@ -629,6 +631,29 @@ class GitHubForge:
             log.warning("finding conflicting paths failed", extra={"error": exc.message})
             return []
         return paths
+
+    # Reviews
+
+    async def reviews(self, repository: Repository, pr: PullRequest) -> dict[str, str]:
+        """Read the pull request's reviews, at most once per poll interval and conditionally,
+        and return each reviewer's latest state."""
+        key = (repository.name, pr.number)
+        cached = self.review_reads.get(key)
+        if cached is not None and self.clock.now() - cached[1] < self.poll_interval_s:
+            return cached[0]
+        path = f"/repos/{self.slug(repository)}/pulls/{pr.number}/reviews"
+        try:
+            body = await self.api.get(path, {"per_page": PAGE_SIZE}, wait=False)
+        except ForgeError as exc:
+            log.warning("reading reviews failed", extra={"pr": pr.number, "error": exc.message})
+            return cached[0] if cached else pr.reviews
+        latest = {
+            str(review["user"]["login"]): str(review["state"])
+            for review in body
+            if review.get("user") and review.get("state") != "PENDING"
+        }
+        self.review_reads[key] = (latest, self.clock.now())
+        return latest
 
     # Merges and closes made by people
 

@@ -120,6 +120,9 @@ class LocalForge:
         except git.GitError as exc:
             raise HeadChanged(f"{ref} moved while it was being updated: {exc.message}") from exc
 
+    async def reviews(self, repository: Repository, pr: PullRequest) -> dict[str, str]:
+        return {}  # local pull requests are records, with nobody to review them
+
     async def current_stage(self, repository: Repository, pr: PullRequest) -> PrStage | None:
         """Notice a branch that a person merged into the base branch by hand."""
         base = await git.resolve_commit(Path(repository.path), f"refs/heads/{pr.base_branch}")
