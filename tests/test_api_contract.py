@@ -509,6 +509,21 @@ BAD_REQUESTS = [
         400,
         f"invalid repoName 'app:workers': {NAME_RULE}",
     ),
+    Bad(
+        "logs-repository-name-with-colon",
+        "GET",
+        "/api/v1/repositories/app:workers/workers/Busy/logs",
+        400,
+        f"invalid repoName 'app:workers': {NAME_RULE}",
+    ),
+    Bad(
+        "prs-repository-name-with-colon",
+        "GET",
+        "/api/v1/repositories/app:workers/prs",
+        400,
+        f"invalid repoName 'app:workers': {NAME_RULE}",
+    ),
+    Bad("logs-unknown-worker", "GET", "/api/v1/workers/Nope/logs", 404, 'Worker "Nope" not found'),
     # Workers
     Bad("worker-unknown", "GET", "/api/v1/workers/Nope", 404, 'Worker "Nope" not found'),
     Bad("worker-delete-unknown", "DELETE", "/api/v1/workers/Nope", 404, 'Worker "Nope" not found'),

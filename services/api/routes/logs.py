@@ -3,13 +3,14 @@
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
 from cocopilot import keys, store
 from cocopilot.models import ACTIVE_STATUSES, Worker
 from services.api.errors import error_responses
+from services.api.schemas import FlatWorkerNamePath, RepoNamePath, WorkerNamePath
 from services.api.state import ApiState, get_state
 
 router = APIRouter(tags=["workers"])
@@ -23,13 +24,13 @@ POLL_BLOCK_MS = 2000
 
 async def repository_worker(
     state: State,
-    repo_name: Annotated[str, Path(alias="repoName")],
-    worker_name: Annotated[str, Path(alias="workerName")],
+    repo_name: RepoNamePath,
+    worker_name: WorkerNamePath,
 ) -> Worker:
     return await store.get_repository_worker(state.redis, repo_name, worker_name)
 
 
-async def named_worker(state: State, name: str) -> Worker:
+async def named_worker(state: State, name: FlatWorkerNamePath) -> Worker:
     return await store.get_worker(state.redis, name)
 
 

@@ -2,11 +2,12 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 
 from cocopilot import store
 from cocopilot.models import PullRequest
 from services.api.errors import error_responses
+from services.api.schemas import RepoNamePath
 from services.api.state import ApiState, get_state
 
 router = APIRouter(tags=["pull requests"])
@@ -21,8 +22,6 @@ State = Annotated[ApiState, Depends(get_state)]
     "checksCommit only; a new head commit runs them again.",
     responses=error_responses(404),
 )
-async def list_pull_requests(
-    state: State, repo_name: Annotated[str, Path(alias="repoName")]
-) -> list[PullRequest]:
+async def list_pull_requests(state: State, repo_name: RepoNamePath) -> list[PullRequest]:
     await store.get_repository(state.redis, repo_name)
     return await store.list_pull_requests(state.redis, repo_name)
