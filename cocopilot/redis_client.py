@@ -24,7 +24,8 @@ async def connect_redis(url: str, retry_interval_s: float = 1.0) -> "Redis":
     pool = BlockingConnectionPool.from_url(
         url, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=POOL_TIMEOUT_S
     )
-    client: Redis = Redis(connection_pool=pool)
+    # from_pool hands the pool to the client, so closing the client closes its connections.
+    client: Redis = Redis.from_pool(pool)
     attempt = 0
     while True:
         attempt += 1
