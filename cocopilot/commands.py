@@ -58,11 +58,18 @@ DefaultBranch = Annotated[
     str, AfterValidator(partial(validation.check_branch, field="defaultBranch")), BRANCH_SCHEMA
 ]
 Task = Annotated[str, AfterValidator(partial(validation.check_text, field="task")), TEXT_SCHEMA]
+TERMINAL_TEXT_SCHEMA = WithJsonSchema(
+    {"type": "string", "pattern": validation.TERMINAL_TEXT_PATTERN}
+)
 NudgeText = Annotated[
-    str, AfterValidator(partial(validation.check_text, field="message")), TEXT_SCHEMA
+    str,
+    AfterValidator(partial(validation.check_terminal_text, field="message")),
+    TERMINAL_TEXT_SCHEMA,
 ]
 MessageText = Annotated[
-    str, AfterValidator(partial(validation.check_text, field="text")), TEXT_SCHEMA
+    str,
+    AfterValidator(partial(validation.check_terminal_text, field="text")),
+    TERMINAL_TEXT_SCHEMA,
 ]
 Model = Annotated[
     str,

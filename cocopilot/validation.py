@@ -30,6 +30,14 @@ _NOT_BLANK = re.compile(f"[^{re.escape(_BLANK)}]")
 _BLANK_ESCAPED = "".join(f"\\u{ord(character):04x}" for character in _BLANK)
 # check_text as a JSON Schema pattern: no NUL, and at least one character that is not blank.
 TEXT_PATTERN = f"^[^\\u0000]*[^\\u0000{_BLANK_ESCAPED}][^\\u0000]*$"
+# Control characters other than tab and newline act as keys in a terminal: ^C interrupts the
+# agent and ^D ends its input. Text typed into a session must not carry them.
+_TERMINAL_KEYS = "".join(chr(code) for code in (*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F))
+_TERMINAL_KEYS_ESCAPED = "".join(f"\\u{ord(character):04x}" for character in _TERMINAL_KEYS)
+TERMINAL_TEXT_PATTERN = (
+    f"^[^{_TERMINAL_KEYS_ESCAPED}]*[^{_TERMINAL_KEYS_ESCAPED}{_BLANK_ESCAPED}]"
+    f"[^{_TERMINAL_KEYS_ESCAPED}]*$"
+)
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
 MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$"  # check_model, for the OpenAPI document
 # Characters that git check-ref-format rejects anywhere in a ref (git 2.39, refs.c).
@@ -127,6 +135,18 @@ def check_text(value: str, field: str) -> str:
         raise InvalidRequest(f"{field} must be at most {MAX_TEXT_BYTES} bytes as UTF-8")
     if "\x00" in value:
         raise InvalidRequest(f"{field} must not contain NUL characters")
+    return value
+
+
+def check_terminal_text(value: str, field: str) -> str:
+    """Check text that is typed into an agent's terminal: check_text, and no control
+    characters but tab and newline."""
+    check_text(value, field)
+    if any(character in _TERMINAL_KEYS for character in value):
+        raise InvalidRequest(
+            f"{field} must not contain control characters other than tab and newline; "
+            "in the agent's terminal they would act as keys such as Ctrl-C"
+        )
     return value
 
 

@@ -558,6 +558,15 @@ BAD_REQUESTS = [
         "message must not be empty or only white space",
         json={"message": "  "},
     ),
+    Bad(
+        "nudge-message-control-key",
+        "POST",
+        "/api/v1/repositories/other/workers/Busy/nudge",
+        400,
+        "message must not contain control characters other than tab and newline; in the "
+        "agent's terminal they would act as keys such as Ctrl-C",
+        json={"message": "stop\u0003"},
+    ),
     # Agents
     Bad(
         "message-untracked-repository",
@@ -749,7 +758,7 @@ BAD_REQUESTS = [
         "PUT",
         SPAWN,
         405,
-        "method PUT is not allowed on /api/v1/workers; use GET, HEAD, POST",
+        "method PUT is not allowed on /api/v1/workers; use GET, POST",
         json=spawn(),
     ),
     Bad(
@@ -757,14 +766,14 @@ BAD_REQUESTS = [
         "DELETE",
         "/api/v1/config",
         405,
-        "method DELETE is not allowed on /api/v1/config; use GET, HEAD, PATCH",
+        "method DELETE is not allowed on /api/v1/config; use GET, PATCH",
     ),
     Bad(
         "method-post-status",
         "POST",
         "/api/v1/status",
         405,
-        "method POST is not allowed on /api/v1/status; use GET, HEAD",
+        "method POST is not allowed on /api/v1/status; use GET",
         json={},
     ),
     Bad("path-unknown", "GET", "/api/v1/robots", 404, "Not Found"),
@@ -803,7 +812,15 @@ def test_wrong_method_lists_allowed(contract: Contract) -> None:
     response = contract.client.put("/api/v1/config", json={})
 
     assert response.status_code == 405
-    assert response.headers["allow"] == "GET, HEAD, PATCH"
+    assert response.headers["allow"] == "GET, PATCH"
+
+
+def test_head_is_not_offered(contract: Contract) -> None:
+    # The routes serve no HEAD, so an Allow header that listed it sent clients into a 405.
+    response = contract.client.head("/api/v1/status")
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
 
 
 # Good requests

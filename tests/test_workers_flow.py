@@ -365,3 +365,17 @@ async def test_restart_prunes_orphaned_worktree(
     # The killed service's heartbeat outlives it, so wait for the pruning itself.
     await wait_until(lambda: not worktree.exists(), timeout_s=30)
     assert "Orphan" not in run_git(stack.data_dir / "repos" / "app", "worktree", "list")
+
+
+async def test_git_file_outside_roots_is_rejected(api: httpx.AsyncClient, stack: Stack) -> None:
+    await register(api, stack)
+    # A .git file pointing at the service's own clone, inside the allowed folder.
+    sneaky = stack.repos_dir / "sneaky"
+    sneaky.mkdir()
+    (sneaky / ".git").write_text(f"gitdir: {stack.data_dir / 'repos' / 'app' / '.git'}\n")
+
+    response = await api.post("/api/v1/repositories", json={"name": "sneaky", "url": str(sneaky)})
+
+    assert response.status_code == 400
+    assert "git data must be inside" in response.json()["error"]["message"]
+    assert (await api.get("/api/v1/repositories/sneaky")).status_code == 404

@@ -123,13 +123,11 @@ def method_not_allowed(request: Request, exc: StarletteHTTPException) -> JSONRes
 
 
 def allowed_methods(document: dict[str, Any], path: str) -> list[str]:
-    """Return the methods that the OpenAPI ``document`` lists for ``path``, HEAD with GET."""
+    """Return the methods that the OpenAPI ``document`` lists for ``path``."""
     methods = set()
     for template, operations in document.get("paths", {}).items():
         if compile_path(template)[0].match(path):
             methods |= {method.upper() for method in operations}
-    if "GET" in methods:
-        methods.add("HEAD")  # Starlette serves HEAD wherever it serves GET
     return sorted(methods)
 
 

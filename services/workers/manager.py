@@ -343,10 +343,12 @@ class WorkerManager:
             await recorder.close()
 
     async def _remove(self, worker: Worker) -> None:
-        """Remove the worktree and the record; keep the branch if it has commits of its own."""
+        """Remove the worktree, the log file and the record; keep the branch if it has commits
+        of its own."""
         repository = await store.find_repository(self.redis, worker.repo_name)
         if repository is not None:
             await self._remove_worktree(worker, Path(repository.path))
+        await asyncio.to_thread(self._log_path(worker).unlink, missing_ok=True)
         if await self.store.delete_worker(worker):
             removed = worker.model_copy(update={"updated_at": now_iso()})
             await self.updater.publish(EventType.WORKER_REMOVED, removed)

@@ -15,9 +15,15 @@ from cocopilot.events import Event, EventType
 from cocopilot.models import Repository
 from cocopilot.service import ServiceContext
 from cocopilot.timeutil import now_iso
-from cocopilot.validation import check_branch, check_name, check_repository_url
+from cocopilot.validation import (
+    check_branch,
+    check_name,
+    check_repository_url,
+    local_repository_path,
+)
 from services.workers import git
 from services.workers.forges.github import choose_forge
+from services.workers.runtimes import load_profiles
 from services.workers.store import WorkerStore
 
 log = logging.getLogger(__name__)
@@ -46,6 +52,11 @@ class RepositoryManager:
 
     async def add(self, payload: dict[str, Any]) -> dict[str, Any]:
         request = AddRepository.model_validate(payload)
+        if request.default_agent and request.default_agent not in load_profiles(self.settings):
+            raise InvalidRequest(
+                f"unknown defaultAgent {request.default_agent!r}; available agents: "
+                f"{', '.join(sorted(load_profiles(self.settings)))}"
+            )
         url = check_repository_url(request.url, self.settings.local_repo_roots)
         name = request.name or check_name(name_from_url(url), "name (from the URL)")
         has_token = self.settings.github_token is not None
@@ -74,6 +85,7 @@ class RepositoryManager:
     async def _clone(self, name: str, url: str, branch: str | None) -> Repository:
         if await store.find_repository(self.context.redis, name):
             raise Conflict(f'Repository "{name}" is already tracked')
+        await self._check_local_source(url)
         self.repos_dir.mkdir(parents=True, exist_ok=True)
         final_path = self.repos_dir / name
         # Clone beside the final folder, then rename: a failed clone leaves nothing behind.
@@ -97,13 +109,33 @@ class RepositoryManager:
             created_at=now_iso(),
         )
 
+    async def _check_local_source(self, url: str) -> None:
+        """Reject a local repository whose objects live outside the allowed folders: a ``.git``
+        file and an alternates list can point git at any repository on the disk, such as the
+        service's own clones."""
+        path = local_repository_path(url)
+        if path is None:
+            return
+        code, output, _ = await git.run_git(
+            "rev-parse", "--path-format=absolute", "--git-common-dir", cwd=path
+        )
+        if code != 0:
+            return  # not a repository: the clone reports that
+        git_dir = Path(output.strip())
+        if not await asyncio.to_thread(_owns_its_objects, git_dir, self.settings.local_repo_roots):
+            raise InvalidRequest(
+                f"invalid url {url!r}: its git data must be inside COCOPILOT_LOCAL_REPO_ROOTS, "
+                "with no .git file or alternates pointing elsewhere"
+            )
+
     async def remove(self, payload: dict[str, Any]) -> None:
         name = check_name(str(payload.get("name", "")), "repoName")
         repository = await store.get_repository(self.context.redis, name)
         await self.store.remove_repository(name)
         for worker in await store.list_workers(self.context.redis, name):
             await self.store.delete_worker(worker)
-        await asyncio.to_thread(shutil.rmtree, self.worktrees_dir / name, True)
+        for folder in ("worktrees", "logs", "ci"):
+            await asyncio.to_thread(shutil.rmtree, self.settings.data_dir / folder / name, True)
         await asyncio.to_thread(shutil.rmtree, repository.path, True)
         await bus.publish_event(
             self.context.nats,
@@ -132,3 +164,9 @@ class _Reservation:
     async def __aexit__(self, *exc_info: object) -> None:
         if await self.redis.get(self.key) == self.token:
             await self.redis.delete(self.key)
+
+
+def _owns_its_objects(git_dir: Path, roots: list[Path]) -> bool:
+    """Whether a repository's git data is inside ``roots``, with no alternates elsewhere."""
+    inside = any(git_dir.resolve().is_relative_to(root.resolve()) for root in roots)
+    return inside and not (git_dir / "objects" / "info" / "alternates").exists()
