@@ -135,7 +135,8 @@ async def test_same_line_gives_merge_and_conflict(
                     and any(pr["fixups"] == 1 for pr in pulls)
                 ),
             )
-            workers = (await api.get("/api/v1/repositories/app/workers")).json()
+            # The fix-up count is saved before its worker is spawned.
+            workers = await wait_until(lambda: fixup_workers(api), timeout_s=20)
 
     merged = [pr for pr in pulls if pr["stage"] == "merged"]
     conflicted = [pr for pr in pulls if pr["stage"] != "merged"]
@@ -143,11 +144,14 @@ async def test_same_line_gives_merge_and_conflict(
     assert len(merged) == 1
     assert len(conflicted) == 1
     assert conflicted[0]["number"] > merged[0]["number"]
-    assert [worker["fixupOf"] for worker in workers if worker.get("fixupOf")] == [
-        conflicted[0]["number"]
-    ]
+    assert [worker["fixupOf"] for worker in workers] == [conflicted[0]["number"]]
     clone = stack.data_dir / "repos" / "app"
     assert run_git(clone, "show", "main:shared.txt") == f"{merged[0]['worker']} wins\n"
+
+
+async def fixup_workers(api: httpx.AsyncClient) -> list[dict[str, Any]]:
+    workers = (await api.get("/api/v1/repositories/app/workers")).json()
+    return [worker for worker in workers if worker.get("fixupOf")]
 
 
 async def _types_with(api: httpx.AsyncClient, event_type: str) -> list[str] | None:

@@ -96,7 +96,7 @@ STREAM_DESCRIPTION = (
     "/repositories/{repoName}/workers/{workerName}/logs",
     summary="Get a worker's last output lines",
     description=LOGS_DESCRIPTION,
-    responses=error_responses(404),
+    responses=error_responses(400, 404),
 )
 async def get_repository_worker_logs(
     state: State, worker: Annotated[Worker, Depends(repository_worker)], tail: TailQuery = 100
@@ -109,7 +109,7 @@ async def get_repository_worker_logs(
     summary="Follow a worker's output",
     description=STREAM_DESCRIPTION,
     response_class=EventSourceResponse,
-    responses=error_responses(404),
+    responses=error_responses(400, 404),
 )
 async def stream_repository_worker_logs(
     state: State, worker: Annotated[Worker, Depends(repository_worker)], tail: StreamTailQuery = 0
@@ -122,7 +122,7 @@ async def stream_repository_worker_logs(
     "/workers/{name}/logs",
     summary="Get a worker's last output lines",
     description=LOGS_DESCRIPTION,
-    responses=error_responses(404),
+    responses=error_responses(400, 404),
 )
 async def get_worker_logs(
     state: State, worker: Annotated[Worker, Depends(named_worker)], tail: TailQuery = 100
@@ -135,7 +135,7 @@ async def get_worker_logs(
     summary="Follow a worker's output",
     description=STREAM_DESCRIPTION,
     response_class=EventSourceResponse,
-    responses=error_responses(404),
+    responses=error_responses(400, 404),
 )
 async def stream_worker_logs(
     state: State, worker: Annotated[Worker, Depends(named_worker)], tail: StreamTailQuery = 0

@@ -20,7 +20,7 @@ State = Annotated[ApiState, Depends(get_state)]
     summary="List a repository's pull requests",
     description="Stages: open, ci_running, ci_failed, ready, merged, closed. Checks stand for "
     "checksCommit only; a new head commit runs them again.",
-    responses=error_responses(404),
+    responses=error_responses(400, 404),
 )
 async def list_pull_requests(state: State, repo_name: RepoNamePath) -> list[PullRequest]:
     await store.get_repository(state.redis, repo_name)
