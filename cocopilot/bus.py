@@ -26,11 +26,11 @@ from cocopilot.logs import redact_url
 
 log = logging.getLogger(__name__)
 
-# Pauses before asking again when no service answered: just after a replica joins or leaves a
+# Pauses before a new request when no service responded: just after a replica joins or leaves a
 # queue group, nats-server 2.15 can report no responders for a few milliseconds.
 NO_RESPONDERS_RETRY_DELAYS_S = (0.02, 0.1, 0.3)
 
-# The longest a service waits at stop for replies and acks in flight to go out.
+# Maximum wait at stop, in seconds, for replies and acks in flight to go out.
 DRAIN_TIMEOUT_S = 5
 
 CommandHandler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -41,7 +41,7 @@ _running_commands: set[asyncio.Task[None]] = set()
 
 
 async def connect_nats(url: str, name: str, retry_interval_s: float = 1.0) -> NATS:
-    """Connect, retrying until the server answers, so a service can start before NATS."""
+    """Connect, retrying until the server responds, so a service can start before NATS."""
     attempt = 0
     while True:
         attempt += 1
@@ -107,7 +107,7 @@ async def request(nc: NATS, subject: str, payload: dict[str, Any], timeout_s: fl
 
 
 async def serve_command(nc: NATS, subject: str, handler: CommandHandler, queue: str = "") -> None:
-    """Answer commands on ``subject`` with ``handler``, each in its own task."""
+    """Serve commands on ``subject`` with ``handler``, each in its own task."""
 
     async def answer(msg: Msg) -> None:
         try:
@@ -139,7 +139,7 @@ async def consume_events(
     """Feed every event of the stream to ``handler`` through a durable pull consumer.
 
     An event is acked only after ``handler`` returns, so one that was being handled when the
-    service died is delivered again; handlers must therefore be idempotent. A handler error
+    service died is delivered again. Handlers must therefore be idempotent. A handler error
     naks the event for a later redelivery.
     """
     js = nc.jetstream()

@@ -1,4 +1,4 @@
-"""Domain errors. Each carries the HTTP status that the api answers with; the api's one handler
+"""Domain errors. Each carries the HTTP status of the api's response, and the api's one handler
 turns them into the error format ``{"error": {"status": ..., "message": ...}}``."""
 
 

@@ -4,8 +4,8 @@ What ``data`` holds, by type (keys in camelCase, as in the API):
 
 - ``worker.*``: the worker as the API shows it (models.WorkerView), after the change.
   ``worker.updated`` is sent for changes that have no event of their own (starting to working,
-  working to stuck and back); ``worker.completed``, ``worker.failed`` and ``worker.removed``
-  stand for themselves.
+  working to stuck and back). ``worker.completed``, ``worker.failed`` and ``worker.removed``
+  are sent for those changes only.
 - ``pr.created`` and ``pr.merged``: ``{"worker", "number", "url", "branch", "baseBranch",
   "headCommit", "createdAt"}``, plus ``"mergedAt"`` for ``pr.merged``.
 - ``ci.failed`` and ``ci.passed``: ``{"worker", "prNumber", "headCommit", "checks": [{"name",

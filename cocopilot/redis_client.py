@@ -12,13 +12,13 @@ from cocopilot.logs import redact_url
 log = logging.getLogger(__name__)
 
 # Connections per service process: enough for hundreds of agents' output and the api's live
-# log streams, each of which holds one connection while it waits for lines.
+# log streams, each of which keeps one connection while it waits for lines.
 MAX_CONNECTIONS = 512
 POOL_TIMEOUT_S = 20.0
 
 
 async def connect_redis(url: str, retry_interval_s: float = 1.0) -> "Redis":
-    """Connect and ping, retrying until the server answers, so a service can start before Redis."""
+    """Connect and ping, retrying until the server responds, so a service can start before Redis."""
     # A blocking pool makes a burst wait for a free connection instead of failing at once, as
     # redis-py's default pool does past its maximum.
     pool = BlockingConnectionPool.from_url(

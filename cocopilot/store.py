@@ -4,6 +4,7 @@ and workers are written by the workers service, webhooks by the webhooks service
 Every client is made with ``decode_responses=True``, so Redis returns ``str``, not ``bytes``."""
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -34,13 +35,19 @@ async def get_repository_worker(redis: Redis, repo_name: str, worker_name: str) 
     return worker
 
 
-async def list_workers(redis: Redis, repo_name: str | None = None) -> list[Worker]:
-    index = keys.WORKERS if repo_name is None else keys.repository_workers(repo_name)
+async def _records_of(redis: Redis, index: str, key_of: Callable[[str], str]) -> list[str]:
+    """Return the stored JSON of every name in the set ``index``, skipping deleted ones."""
     names = sorted(str(name) for name in await redis.smembers(index))
     if not names:
         return []
-    records = await redis.mget([keys.worker(name) for name in names])
-    workers = [Worker.model_validate_json(raw) for raw in records if raw]
+    return [str(raw) for raw in await redis.mget([key_of(name) for name in names]) if raw]
+
+
+async def list_workers(redis: Redis, repo_name: str | None = None) -> list[Worker]:
+    index = keys.WORKERS if repo_name is None else keys.repository_workers(repo_name)
+    workers = [
+        Worker.model_validate_json(raw) for raw in await _records_of(redis, index, keys.worker)
+    ]
     return sorted(workers, key=lambda worker: (worker.created_at, worker.name))
 
 
@@ -57,11 +64,8 @@ async def get_repository(redis: Redis, name: str) -> Repository:
 
 
 async def list_repositories(redis: Redis) -> list[Repository]:
-    names = sorted(str(name) for name in await redis.smembers(keys.REPOSITORIES))
-    if not names:
-        return []
-    records = await redis.mget([keys.repository(name) for name in names])
-    return [Repository.model_validate_json(raw) for raw in records if raw]
+    records = await _records_of(redis, keys.REPOSITORIES, keys.repository)
+    return [Repository.model_validate_json(raw) for raw in records]
 
 
 async def list_webhooks(redis: Redis) -> list[Webhook]:

@@ -23,8 +23,8 @@ MESSAGE_BUILT_IN_AGENT = f"{COMMANDS_PREFIX}.agents.message"
 
 
 def worker_command(instance_id: str, action: str) -> str:
-    """Subject of the workers replica that runs a worker: only that replica holds the agent's
-    process and terminal. ``action`` is one of WORKER_ACTIONS."""
+    """Return the subject of the workers replica that runs a worker, because only that replica
+    has the agent's process and terminal. ``action`` is one of WORKER_ACTIONS."""
     return f"{COMMANDS_PREFIX}.workers.instance.{instance_id}.{action}"
 
 

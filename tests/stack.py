@@ -77,7 +77,7 @@ class Stack:
         raise TimeoutError(f"api not healthy after {timeout_s} s\n{self.logs()}")
 
     def wait_healthy(self, timeout_s: float = 30.0) -> None:
-        """Wait until the api answers and every background service reports a heartbeat."""
+        """Wait until the api responds and every background service reports a heartbeat."""
         deadline = time.monotonic() + timeout_s
         last = ""
         while time.monotonic() < deadline:

@@ -9,7 +9,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 class BodySizeLimit:
-    """Answer 413 to a body over ``max_bytes``, by its Content-Length or by counting the stream."""
+    """Return 413 for a body over ``max_bytes``, by its Content-Length or by counting the stream."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app

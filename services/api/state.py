@@ -1,4 +1,4 @@
-"""What the routes share: settings and the Redis and NATS connections, made at start."""
+"""State shared by the routes: settings and the Redis and NATS connections, made at start."""
 
 from dataclasses import dataclass
 from typing import Any

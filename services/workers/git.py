@@ -12,7 +12,8 @@ from cocopilot.errors import CocopilotError
 
 log = logging.getLogger(__name__)
 
-# Never wait for a password or a host-key prompt: a clone with bad credentials fails at once.
+# No password or host-key prompt (GIT_TERMINAL_PROMPT=0, ssh BatchMode): a clone with bad
+# credentials fails at once instead of waiting for input.
 _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
     "GIT_ASKPASS": "",

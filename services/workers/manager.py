@@ -9,7 +9,7 @@ from typing import Any
 
 from cocopilot import bus, keys, store, subjects
 from cocopilot.commands import DEFAULT_NUDGE, AgentMessage, Nudge, SpawnWorker
-from cocopilot.config import load_config
+from cocopilot.config import GlobalConfig, load_config
 from cocopilot.errors import (
     CocopilotError,
     Conflict,
@@ -70,7 +70,9 @@ class WorkerManager:
                 f'branch "{base_branch}" not found in repository "{repository.name}"'
             )
 
-        worker = await self._insert(request, repository, profile, base_branch, base[1], fixup_of)
+        worker = await self._insert(
+            request, repository, profile, config, base_branch, base[1], fixup_of
+        )
         await self.updater.publish(EventType.WORKER_CREATED, worker)
         log.info("worker created", extra={"worker": worker.name, "repo": worker.repo_name})
         self.runs[worker.name] = asyncio.create_task(self.run(worker, profile))
@@ -81,11 +83,11 @@ class WorkerManager:
         request: SpawnWorker,
         repository: Repository,
         profile: AgentProfile,
+        config: GlobalConfig,
         base_branch: str,
         base_commit: str,
         fixup_of: int | None,
     ) -> Worker:
-        config = await load_config(self.redis)
         while True:
             name = request.name or await self._next_candy_name(repository)
             worker = self._new_worker(name, request, repository, profile, base_branch, base_commit)
@@ -144,7 +146,7 @@ class WorkerManager:
 
     async def run(self, worker: Worker, profile: AgentProfile, resume: bool = False) -> None:
         """Start the agent (in a new worktree, or resuming in its old one) and record how it
-        ends; an unexpected error fails the worker instead of leaving it unrecorded."""
+        ends. An unexpected error fails the worker, so no worker is left without an outcome."""
         try:
             await self._run_agent(worker, profile, resume)
         except Exception as exc:
@@ -308,7 +310,7 @@ class WorkerManager:
         if await self.redis.exists(owner):
             # Its replica still runs, so only that replica may end the agent.
             raise ServiceUnavailable(
-                f'the workers replica running "{name}" did not answer; try again'
+                f'the workers replica running "{name}" did not respond; try again'
             )
         await self._remove(worker)
 

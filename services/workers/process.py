@@ -171,8 +171,8 @@ class AgentProcess:
     async def _wait_for_tree(
         self, descendants: list[psutil.Process], timeout_s: float
     ) -> list[psutil.Process]:
-        """Wait for the agent (our child, reaped by asyncio) and its descendants (watched by
-        psutil, which must not reap our own child); return the descendants still alive."""
+        """Wait for the agent and its descendants, then return the descendants still alive.
+        asyncio reaps the agent, which is our child; psutil only watches the descendants."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.process.wait()), timeout_s)
         _, alive = await asyncio.to_thread(psutil.wait_procs, descendants, timeout_s)
@@ -207,7 +207,7 @@ def _plain_text(line: bytes) -> str:
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
-    """The agent's descendants, including those that left its process group."""
+    """Return the agent's descendants, including those that left its process group."""
     try:
         return list(psutil.Process(pid).children(recursive=True))
     except psutil.NoSuchProcess:

@@ -5,7 +5,7 @@ A worker that completes with commits past the commit it started from gets a pull
 for an older head are dropped. In a repository whose ``mergeMode`` is ``queue``, the merge queue
 (the Temperer) merges ready pull requests in order of their numbers, first bringing a branch
 that fell behind its base up to date, which makes its checks run again. A failed check or a
-conflict sends a fix-up task to a new worker that starts from the pull request's branch; its
+conflict sends a fix-up task to a new worker that starts from the pull request's branch. Its
 commits then move that branch forward and the checks run again, at most ``maxFixupAttempts``
 times. In ``manual`` mode the PR shepherd (the Enrober) runs the checks and notices merges made
 by people, but never merges. A merge publishes ``pr.merged`` and sets the worker ``merged``.
@@ -236,7 +236,7 @@ class PullRequestFlow:
 
     async def _hold_lease(self, repo_name: str) -> bool:
         """Take or keep the repository's queue lease, so one replica at a time merges there
-        and polls its forge; the lease lapses when its holder stops renewing it."""
+        and polls its forge. The lease lapses when its holder stops renewing it."""
         key = keys.merge_queue_lease(repo_name)
         instance_id = self.manager.settings.instance_id
         ttl_ms = int(QUEUE_LEASE_S * 1000)
@@ -268,7 +268,7 @@ class PullRequestFlow:
             await self._merge_next(repository, ready[0])
 
     async def _follow_reviews(self, repository: Repository) -> None:
-        """The PR shepherd's part: record review changes and report them in the activity log."""
+        """Record review changes and report them in the activity log (the PR shepherd's part)."""
         for pr in await self.open_pull_requests(repository.name):
             reviews = await self.forge(repository).reviews(repository, pr)
             current = await self.load(pr.repo_name, pr.number)

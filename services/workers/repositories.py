@@ -167,6 +167,6 @@ class _Reservation:
 
 
 def _owns_its_objects(git_dir: Path, roots: list[Path]) -> bool:
-    """Whether a repository's git data is inside ``roots``, with no alternates elsewhere."""
+    """Return whether a repository's git data is inside ``roots``, with no alternates."""
     inside = any(git_dir.resolve().is_relative_to(root.resolve()) for root in roots)
     return inside and not (git_dir / "objects" / "info" / "alternates").exists()

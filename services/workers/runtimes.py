@@ -6,8 +6,8 @@ element that contains ``{model}`` is dropped, together with the flag just before
 starting with ``-`` and holding no placeholder), so ``["--model", "{model}"]`` disappears whole.
 
 The CLI profiles run each tool in its non-interactive mode, which exits when the task is done
-and so ends the worker; in that mode the tools do not read their terminal, so their ``input``
-is ``none`` and a nudge is refused instead of typed into nothing. Flags are those documented by
+and so ends the worker. In that mode the tools do not read their terminal, so their ``input``
+is ``none``, and a nudge is rejected instead of typed into nothing. Flags are those documented by
 each tool at the time of writing (Claude Code ``-p``, Copilot CLI ``-p``, ``codex exec``,
 Aider ``--message``, Gemini CLI ``--prompt``); a tool that changes them can be run through the
 ``command`` profile instead.

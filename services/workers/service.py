@@ -1,8 +1,8 @@
 """The workers service: tracked repositories, worktrees and agent processes.
 
-It serves spawn, repository and agent commands as a queue group shared by every replica, and
-the commands for one worker (stop, nudge, message) on subjects of its own instance, since only
-the replica that started an agent has its process tree and terminal.
+It serves spawn, repository and agent commands as a queue group shared by every replica. The
+commands for one worker (stop, nudge, message) go to subjects of its own instance, because
+only the replica that started an agent has its process tree and terminal.
 """
 
 import asyncio

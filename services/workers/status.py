@@ -1,4 +1,4 @@
-"""Changing a stored worker and publishing the event that says so."""
+"""Updates of stored workers, each published as the event that reports it."""
 
 import logging
 from typing import Any
@@ -28,7 +28,7 @@ class WorkerUpdater:
         self, name: str, allowed: frozenset[WorkerStatus] | None = None, **changes: Any
     ) -> Worker | None:
         """Apply ``changes`` to the stored worker if its status is one of ``allowed`` (any, if
-        None) and publish the event; return the new record, or None when nothing changed."""
+        None), and publish the event. Return the new record, or None when nothing changed."""
         while True:
             found = await self.store.read_worker(name)
             if found is None:

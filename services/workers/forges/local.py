@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 CI_CHECK_NAME = "ci"
 EXCERPT_CHARS = 4000
+MANUAL_MERGE_CHECK_S = 10.0
 MERGE_IDENTITY = {
     "GIT_AUTHOR_NAME": "CoCoPilot merge queue",
     "GIT_AUTHOR_EMAIL": "merge-queue@cocopilot.invalid",
@@ -33,6 +35,8 @@ class LocalForge:
     def __init__(self, redis: Redis, data_dir: Path) -> None:
         self.redis = redis
         self.ci_dir = data_dir / "ci"
+        # When each pull request was last checked for a merge made by hand (monotonic seconds).
+        self.stage_checked_at: dict[tuple[str, int], float] = {}
 
     async def open_pull_request(
         self, repository: Repository, worker: Worker, title: str, body: str
@@ -121,10 +125,16 @@ class LocalForge:
             raise HeadChanged(f"{ref} moved while it was being updated: {exc.message}") from exc
 
     async def reviews(self, repository: Repository, pr: PullRequest) -> dict[str, str]:
-        return {}  # local pull requests are records, with nobody to review them
+        return {}  # local pull requests are records, which no person reviews
 
     async def current_stage(self, repository: Repository, pr: PullRequest) -> PrStage | None:
-        """Notice a branch that a person merged into the base branch by hand."""
+        """Notice a branch that a person merged into the base branch by hand, looking at most
+        once per MANUAL_MERGE_CHECK_S, since the merge queue asks every second."""
+        key = (repository.name, pr.number)
+        now = time.monotonic()
+        if now - self.stage_checked_at.get(key, -MANUAL_MERGE_CHECK_S) < MANUAL_MERGE_CHECK_S:
+            return None
+        self.stage_checked_at[key] = now
         base = await git.resolve_commit(Path(repository.path), f"refs/heads/{pr.base_branch}")
         if base and await git.is_ancestor(Path(repository.path), pr.head_commit, base):
             return PrStage.MERGED
